@@ -1,0 +1,108 @@
+"""Probe and streaming reader on every bad-input case (fixtures built with ffmpeg at test time)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vqstack.errors import InputError
+from vqstack.extract.ffmpeg_bin import ffmpeg_exe
+from vqstack.extract.probe import probe
+from vqstack.extract.reader import VideoReader, read_frames
+
+FAILING = {
+    "zero_byte": "empty file",
+    "truncated": "truncated",
+    "text_as_mp4": "not a video",
+    "audio_only": "no video stream",
+    "missing": "not found",
+}
+READABLE = ["good", "one_frame", "short", "rotated", "vfr", "ten_bit", "tiny_2x2", "tiny_7x5", "uhd_4k",
+            "spaces_non_ascii"]
+
+
+@pytest.mark.parametrize("case", sorted(FAILING))
+def test_probe_rejects_bad_file_with_reason(bad_inputs: dict[str, Path], case: str) -> None:
+    path = bad_inputs[case]
+    with pytest.raises(InputError) as err:
+        probe(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert FAILING[case] in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("case", READABLE)
+def test_readable_cases_stream_every_frame(bad_inputs: dict[str, Path], case: str) -> None:
+    info = probe(bad_inputs[case])
+    reader = VideoReader(bad_inputs[case], info)
+    count = 0
+    for chunk in reader.iter_chunks():
+        assert chunk.frames.dtype == np.uint8
+        assert chunk.frames.shape[1:] == (info.height, info.width, 3)
+        count += len(chunk.indices)
+    assert count == info.num_frames
+    assert reader.decode_passes == 1
+
+
+def test_rotation_is_applied_like_ffmpeg(bad_inputs: dict[str, Path]) -> None:
+    path = bad_inputs["rotated"]
+    info = probe(path)
+    assert info.rotation == 90 and (info.width, info.height) == (64, 96)
+    raw = subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    ref = np.frombuffer(raw, np.uint8).reshape(96, 64, 3)
+    for backend in ("decord", "pyav"):
+        frame = read_frames(path, [0], backend=backend)[0]
+        assert frame.shape == ref.shape
+        assert np.abs(frame.astype(int) - ref).mean() < 1.0, backend
+
+
+def test_backends_agree_and_fallback_for_10bit(bad_inputs: dict[str, Path]) -> None:
+    a = read_frames(bad_inputs["good"], [0, 10, 49], backend="decord")
+    b = read_frames(bad_inputs["good"], [0, 10, 49], backend="pyav")
+    assert np.abs(a.astype(int) - b).max() <= 1
+    reader = VideoReader(bad_inputs["ten_bit"])
+    frames = np.concatenate([c.frames for c in reader.iter_chunks([0, 5])])
+    assert reader.backend_used == "pyav"
+    assert frames.shape == (2, 48, 64, 3) and frames.std() > 10  # a real picture, not garbage
+
+
+def test_decord_only_backend_reports_failure_clearly(bad_inputs: dict[str, Path]) -> None:
+    with pytest.raises(InputError, match="decord"):
+        list(VideoReader(bad_inputs["ten_bit"], backend="decord").iter_chunks([0]))
+
+
+def test_streaming_chunks_are_bounded(bad_inputs: dict[str, Path]) -> None:
+    info = probe(bad_inputs["uhd_4k"])
+    frame_bytes = info.width * info.height * 3
+    reader = VideoReader(bad_inputs["uhd_4k"], info, max_chunk_bytes=3 * frame_bytes)
+    sizes = [len(c.indices) for c in reader.iter_chunks()]
+    assert max(sizes) <= 3 and sum(sizes) == info.num_frames
+
+
+def test_sparse_indices_and_duplicates(bad_inputs: dict[str, Path]) -> None:
+    frames = read_frames(bad_inputs["good"], [3, 3, 40, 0])
+    assert frames.shape[0] == 4
+    assert np.array_equal(frames[0], frames[1])
+    assert not np.array_equal(frames[0], frames[2])
+
+
+def test_image_is_one_frame_video(tmp_path: Path) -> None:
+    from PIL import Image
+
+    img = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "x.png")
+    info = probe(tmp_path / "x.png")
+    assert info.is_image and info.num_frames == 1 and (info.width, info.height) == (30, 20)
+    assert np.array_equal(read_frames(tmp_path / "x.png", [0])[0], img)
+
+
+def test_corrupt_image_is_input_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(InputError, match="broken.jpg"):
+        probe(bad)
