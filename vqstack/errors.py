@@ -22,6 +22,10 @@ class InputError(VqstackError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # worker processes send errors back pickled; the default would call InputError(message)
+        return (type(self), (self.path, self.reason))
+
 
 class ConfigError(VqstackError):
     """A YAML config or a CLI option that is invalid (unknown key, wrong type, bad value)."""
@@ -41,6 +45,9 @@ class MissingFeaturesError(StoreError):
     def __init__(self, message: str, missing: list[str]) -> None:
         self.missing = list(missing)
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[str]]]:
+        return (type(self), (str(self), self.missing))
 
 
 class NotFittedError(VqstackError, ValueError, AttributeError):

@@ -1,0 +1,124 @@
+"""``vqstack extract``: one decode per video, cached reuse, renamed files, config changes, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vqstack.cli import main
+from vqstack.extract.pipeline import ExtractorRequest, extract_video, run_extract
+from vqstack.extract.probe import probe
+from vqstack.features.store import FeatureStore
+
+
+@pytest.fixture()
+def small_videos(bad_inputs: dict[str, Path], tmp_path: Path) -> Path:
+    root = tmp_path / "videos"
+    root.mkdir()
+    for name in ("good", "short", "rotated", "one_frame"):
+        shutil.copy(bad_inputs[name], root / bad_inputs[name].name)
+    return root
+
+
+def test_extract_then_rerun_is_cache_hit(small_videos: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = run_extract(sorted(small_videos.iterdir()), [ExtractorRequest("nss")], store, progress=False)
+    assert first.computed == 4 and first.cache_hits == 0 and not first.report.failed
+    assert first.decode_passes == 4  # one decode per video
+    second = run_extract(sorted(small_videos.iterdir()), [ExtractorRequest("nss")], store, progress=False)
+    assert second.computed == 0 and second.cache_hits == 4
+    tables = FeatureStore(store).tables()
+    assert len(tables) == 1 and tables[0].n_videos == 4 and tables[0].extractor == "nss"
+
+
+def test_renamed_file_is_hit_changed_config_is_miss(small_videos: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    run_extract([small_videos / "good.mp4"], [ExtractorRequest("nss")], store, progress=False)
+    moved = tmp_path / "elsewhere" / "renamed copy.mp4"
+    moved.parent.mkdir()
+    shutil.move(small_videos / "good.mp4", moved)
+    again = run_extract([moved], [ExtractorRequest("nss")], store, progress=False)
+    assert again.cache_hits == 1 and again.computed == 0
+    # the new name now matches labels that use it
+    fs = FeatureStore(store)
+    X, _ = fs.read_matrix(["renamed copy.mp4"], "nss", "mean")
+    assert X.shape[0] == 1
+    other = run_extract([moved], [ExtractorRequest("nss", config={"fps": 1.0})], store, progress=False)
+    assert other.computed == 1  # a changed config is a miss, stored beside the old table
+    assert len(fs.tables()) == 2
+    forced = run_extract([moved], [ExtractorRequest("nss")], store, force=True, progress=False)
+    assert forced.computed == 1
+
+
+def test_one_decode_feeds_two_extractors(bad_inputs: dict[str, Path]) -> None:
+    from vqstack.extract.nss import NSSExtractor
+
+    a = NSSExtractor({"fps": 2.0})
+    b = NSSExtractor({"fps": 1.0})
+    b.name = "nss_b"  # a second consumer of the same decode
+    result = extract_video(bad_inputs["good"], [a, b])
+    assert result.decode_passes == 1
+    assert result.features["nss"].steps.shape[0] == 4 and result.features["nss_b"].steps.shape[0] == 2
+    alone = extract_video(bad_inputs["good"], [NSSExtractor({"fps": 2.0})]).features["nss"]
+    np.testing.assert_array_equal(alone.steps, result.features["nss"].steps)
+
+
+def test_features_are_bit_identical_across_runs(bad_inputs: dict[str, Path]) -> None:
+    from vqstack.extract.nss import NSSExtractor
+
+    one = extract_video(bad_inputs["vfr"], [NSSExtractor()]).features["nss"]
+    two = extract_video(bad_inputs["vfr"], [NSSExtractor()]).features["nss"]
+    assert one.steps.tobytes() == two.steps.tobytes()
+    assert np.isfinite(one.steps).all()
+
+
+def test_cli_extract_bad_inputs_recorded(bad_inputs: dict[str, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    root = bad_inputs["good"].parent
+    store = tmp_path / "store"
+    code = main(["extract", "--feat", "nss", "--videos", str(root), "--store", str(store), "--no-progress",
+                 "--workers", "2"])
+    assert code == 1
+    err = capsys.readouterr().err
+    with (store / "failures.csv").open() as fh:
+        failed = {Path(r["path"]).name: r["reason"] for r in csv.DictReader(fh)}
+    assert set(failed) == {"zero.mp4", "truncated.mp4", "notes.mp4", "audio_only.mp4"}
+    assert "zero.mp4: empty file" in err
+    table = FeatureStore(store).tables()[0]
+    assert table.n_videos == 10  # every readable case, 4K and 2x2 included
+    for name in ("tiny2x2.mp4", "tiny7x5.mp4", "uhd.mp4", "vidéo été ü.mp4", "tenbit.mp4"):
+        X, _ = FeatureStore(store).read_matrix([name], "nss", ["mean", "std"])
+        assert np.isfinite(X).all(), name
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["extract", "--feat", "nsss", "--videos", str(tmp_path), "--store", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown extractor 'nsss'" in err and "did you mean 'nss'" in err and "\n" not in err
+    assert main(["extract", "--feat", "nss", "--videos", str(tmp_path), "--store", str(tmp_path / "s")]) == 1
+    assert "no videos" in capsys.readouterr().err
+    assert main(["extract", "--feat", "nss", "--videos", str(tmp_path), "--opt", "nss.fsp=1"]) == 2
+    assert "fsp" in capsys.readouterr().err
+
+
+def test_images_are_one_frame_videos(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for i, ext in enumerate(("jpg", "png", "bmp")):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / f"img{i}.{ext}")
+    run = run_extract(sorted(tmp_path.glob("img*")), [ExtractorRequest("nss")], tmp_path / "s", progress=False)
+    assert run.computed == 3
+    assert probe(tmp_path / "img0.jpg").num_frames == 1
+
+
+def test_second_writer_is_refused(small_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    store = FeatureStore(tmp_path / "store")
+    with store.writer():
+        code = main(["extract", "--feat", "nss", "--videos", str(small_videos), "--store", str(tmp_path / "store")])
+    assert code == 2
+    assert "another vqstack process" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+"""Shared torch plumbing for deep extractors: device, AMP, strict weight loading, batching.
+
+Why one module: every seed project hard-codes ``.cuda()`` and loads weights with ``strict=False``;
+here a device string is resolved once, autocast is used only on CUDA (bf16 if supported, else fp16)
+unless asked for on CPU, and checkpoints load with strict key matching and an error that lists the
+missing and unexpected keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vqstack.errors import WeightsError
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    name = (device or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from vqstack.errors import ConfigError
+
+        raise ConfigError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, mode: str = "auto") -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision: ``auto`` = bf16/fp16 on CUDA, fp32 on CPU; ``bf16``/``fp16``/``fp32`` force it."""
+    if mode == "fp32" or (mode == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    if mode == "auto":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def load_checkpoint(path: str | Path) -> Mapping[str, Any]:
+    """Load a checkpoint file on the CPU (never executing pickled code beyond tensors when possible)."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # old checkpoints pickle numpy scalars etc.; fall back knowingly
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            reason = f"{exc.__class__.__name__}: {exc}"
+            raise WeightsError(f"{path}: cannot be read as a torch checkpoint ({reason})") from exc
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: expected a state dict (a mapping of tensors), got {type(obj).__name__}")
+    return obj
+
+
+def load_state_strict(module: torch.nn.Module, state: Mapping[str, Any], source: str | Path) -> None:
+    """``load_state_dict(strict=True)`` with an error naming the file and the mismatching keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shape:
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        if shape:
+            parts.append(f"shape mismatch: {show(shape)}")
+        raise WeightsError(f"{source}: weights do not match the model ({'; '.join(parts)})")
+    module.load_state_dict(state, strict=True)
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, max(1, size)):
+        yield slice(start, min(n, start + size))
+
+
+def frames_to_tensor(frames: Any, device: torch.device) -> torch.Tensor:
+    """uint8 ``[N, H, W, 3]`` numpy -> float ``[N, 3, H, W]`` in [0, 1] on ``device``."""
+    t = torch.from_numpy(frames.copy() if not frames.flags.writeable else frames)
+    return t.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def torch_versions() -> dict[str, str]:
+    import torchvision
+
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__}
