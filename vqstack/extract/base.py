@@ -111,7 +111,11 @@ class FrameConsumer(ABC):
 
     @abstractmethod
     def consume(self, indices: np.ndarray, frames: np.ndarray) -> None:
-        """Take frames ``[N, H, W, 3]`` uint8 (read-only) at increasing frame ``indices``."""
+        """Take frames ``[N, H, W, 3]`` uint8 at increasing frame ``indices``.
+
+        ``frames`` is only valid during this call (the reader reuses its buffer, and another
+        extractor may get the same array): never modify it, and copy whatever you keep.
+        """
 
     @abstractmethod
     def finish(self) -> VideoFeatures:

@@ -69,7 +69,7 @@ class _NSSConsumer(FrameConsumer):
                 if self.next_of[idx] == idx:
                     self.temporal_rows[idx] = nf.temporal_features(small, small)
                 else:
-                    self.pending[idx] = small
+                    self.pending[idx] = small.copy()  # the reader reuses its frame buffer
 
     def finish(self) -> VideoFeatures:
         for sample, waiting in self.pending.items():  # successor past the decodable end

@@ -82,7 +82,9 @@ def extract_video(
     for chunk in reader.iter_chunks(union):
         for name, consumer in consumers.items():
             mask = np.isin(chunk.indices, wanted[name], assume_unique=False)
-            if mask.any():
+            if mask.all():
+                consumer.consume(chunk.indices, chunk.frames)
+            elif mask.any():
                 consumer.consume(chunk.indices[mask], chunk.frames[mask])
     features = {}
     for name, consumer in consumers.items():

@@ -1,11 +1,17 @@
-"""Streaming frame reader: decord first, PyAV when decord fails on a file.
+"""Streaming frame reader: PyAV first, decord when PyAV fails on a file (or on request).
 
 Why streaming: a 4K 60 s video is 30 GB of RGB; frames come out in chunks bounded by
-``max_chunk_bytes`` so memory stays flat whatever the duration. Why two backends: decord is the
-field's usual reader and fast at sparse sampling, but it fails to open some files (10-bit, odd
-containers); PyAV (libav* through ffmpeg's own code) reads everything ffmpeg reads;
-it hands frames as coded, so we rotate them. Frames are always uint8 RGB ``[N, H, W, 3]``
-in display orientation.
+``max_chunk_bytes`` so memory stays flat whatever the duration. Why PyAV first: the seeds use decord,
+and so did our first version, but on this project's benchmark (docs/benchmarks.md) decord 0.6 reads
+every frame at 3.5-5x the ``ffmpeg -f null`` floor and a 2 fps sample at 2.5x, where PyAV (ffmpeg's
+own decoders, threaded) is at about 1x; decord also converts 10-bit input wrongly. Both give
+identical pixels on 8-bit 4:2:0 files (tested), so decord stays as the second backend, tried when
+PyAV cannot open a file, and selectable with ``backend="decord"``. PyAV hands frames as coded, so we
+apply the rotation; decord applies it itself. Frames are always uint8 RGB ``[N, H, W, 3]`` in
+display orientation.
+
+A chunk's ``frames`` array is only valid until the next chunk is requested: the PyAV path writes
+into one reused buffer. Consumers copy what they keep.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from vqstack.extract.probe import VideoInfo, probe
 log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "decord", "pyav"]
-DEFAULT_CHUNK_BYTES = 192 * 1024 * 1024
+DEFAULT_CHUNK_BYTES = 48 * 1024 * 1024
 
 
 @dataclass
@@ -81,6 +87,8 @@ class VideoReader:
     def iter_chunks(self, indices: np.ndarray | list[int] | None = None) -> Iterator[FrameChunk]:
         """Yield the frames at ``indices`` (all frames if None), sorted and de-duplicated.
 
+        The yielded ``frames`` may be a view of a reused buffer: copy what must outlive the chunk.
+
         Indices past the last decodable frame are served with the last frame that decoded (a
         container may announce more frames than a truncated stream holds); a warning says so.
         """
@@ -95,22 +103,34 @@ class VideoReader:
             yield from self._iter_image(wanted)
             return
         chunk = _chunk_size(self.info, self.max_chunk_bytes)
+        if self.backend == "decord":
+            yield from self._decord_or_error(wanted, chunk)
+            return
         served = 0
-        if self.backend in ("auto", "decord"):
-            try:
-                for part in self._iter_decord(wanted, chunk):
-                    served += len(part.indices)
-                    yield part
-                self.backend_used = "decord"
-                return
-            except InputError:
+        try:
+            for part in self._iter_pyav(wanted, chunk):
+                served += len(part.indices)
+                yield part
+            self.backend_used = "pyav"
+            return
+        except InputError as exc:
+            if self.backend == "pyav" or served:
                 raise
-            except Exception as exc:  # decord raises its own untyped errors on odd files
-                if self.backend == "decord":
-                    raise InputError(self.path, f"decord cannot read it ({_short(exc)})") from exc
-                log.info("%s: decord failed (%s); falling back to PyAV", self.path, _short(exc))
-        self.backend_used = "pyav"
-        yield from self._iter_pyav(wanted[served:], chunk)
+            log.info("%s: PyAV failed (%s); trying decord", self.path, exc.reason)
+            pyav_error = exc
+        try:
+            yield from self._decord_or_error(wanted, chunk)
+        except InputError:
+            raise pyav_error from None
+
+    def _decord_or_error(self, wanted: np.ndarray, chunk: int) -> Iterator[FrameChunk]:
+        try:
+            yield from self._iter_decord(wanted, chunk)
+        except InputError:
+            raise
+        except Exception as exc:  # decord raises its own untyped errors on odd files
+            raise InputError(self.path, f"decord cannot read it ({_short(exc)})") from exc
+        self.backend_used = "decord"
 
     # -- backends -------------------------------------------------------------------------------
 
@@ -146,6 +166,12 @@ class VideoReader:
             yield FrameChunk(indices=part, frames=frames)
 
     def _iter_pyav(self, wanted: np.ndarray, chunk: int) -> Iterator[FrameChunk]:
+        """Decode sequentially; convert to RGB only the wanted frames, into one reused buffer.
+
+        Reusing the chunk buffer matters: allocating a fresh multi-megabyte array per frame and
+        keeping a chunk of them alive costs more (page faults, allocator growth) than the colour
+        conversion itself, and made peak memory grow with the video's length.
+        """
         import av
 
         if wanted.size == 0:
@@ -160,8 +186,9 @@ class VideoReader:
             if self.threads:
                 stream.codec_context.thread_count = self.threads
             pos = 0
-            buf_idx: list[int] = []
-            buf: list[np.ndarray] = []
+            buf: np.ndarray | None = None
+            idx = np.empty(chunk, dtype=np.int64)
+            n = 0
             last: np.ndarray | None = None
             try:
                 for frame_no, frame in enumerate(container.decode(stream)):
@@ -172,12 +199,18 @@ class VideoReader:
                     last = rotate_frames(frame.to_ndarray(format="rgb24"), self.info.rotation)
                     self.frames_decoded += 1
                     while pos < len(wanted) and wanted[pos] == frame_no:
-                        buf_idx.append(int(frame_no))
-                        buf.append(last)
+                        if buf is None or buf.shape[1:] != last.shape:
+                            if n:  # a size change mid-stream: flush what is buffered first
+                                yield FrameChunk(idx[:n].copy(), buf[:n])  # type: ignore[index]
+                                n = 0
+                            buf = np.empty((chunk, *last.shape), dtype=np.uint8)
+                        buf[n] = last
+                        idx[n] = frame_no
+                        n += 1
                         pos += 1
-                    if len(buf) >= chunk:
-                        yield FrameChunk(np.asarray(buf_idx, dtype=np.int64), np.stack(buf))
-                        buf_idx, buf = [], []
+                        if n == chunk:
+                            yield FrameChunk(idx.copy(), buf)
+                            n = 0
             except av.error.FFmpegError as exc:
                 if last is None:
                     raise InputError(self.path, f"no decodable frame ({exc})") from exc
@@ -190,11 +223,17 @@ class VideoReader:
                     self.path, len(wanted) - pos,
                 )
                 while pos < len(wanted):
-                    buf_idx.append(int(wanted[pos]))
-                    buf.append(last)
+                    assert buf is not None
+                    buf[n] = last
+                    idx[n] = wanted[pos]
+                    n += 1
                     pos += 1
-            if buf:
-                yield FrameChunk(np.asarray(buf_idx, dtype=np.int64), np.stack(buf))
+                    if n == chunk:
+                        yield FrameChunk(idx.copy(), buf)
+                        n = 0
+            if n:
+                assert buf is not None
+                yield FrameChunk(idx[:n].copy(), buf[:n])
 
 
 def _short(exc: BaseException) -> str:
@@ -212,5 +251,5 @@ def read_frames(path: str | Path, indices: np.ndarray | list[int], **kwargs: obj
     got: dict[int, np.ndarray] = {}
     for part in reader.iter_chunks(order):
         for i, f in zip(part.indices.tolist(), part.frames, strict=True):
-            got[i] = f
+            got[i] = f.copy()
     return np.stack([got[int(i)] for i in order])

@@ -1,0 +1,55 @@
+"""Helpers shared by the benchmark scripts: timing, peak RSS of a child process, result tables."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def timed(fn: Callable[[], Any], repeat: int = 3) -> float:
+    """Median wall time of ``fn`` over ``repeat`` runs (the machine is noisy: use ratios)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_child(code: str, *args: str) -> tuple[float, float]:
+    """Run ``python -c code args`` in a fresh process; returns (seconds, peak RSS in MiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, *args], check=True)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:  # ru_maxrss is the max over all children so far: measure in isolation
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code, *args],
+                             check=True, capture_output=True, text=True)
+        peak = int(out.stderr.strip().splitlines()[-1])
+    return seconds, peak / 1024
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+def write_results(out_dir: Path, name: str, results: dict[str, Any], table: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"), **results}
+    (out_dir / f"{name}.json").write_text(json.dumps(results, indent=1))
+    (out_dir / f"{name}.md").write_text(table + "\n")
+    print(table)
