@@ -29,12 +29,11 @@ LADDERS: dict[str, list[tuple[str | None, int]]] = {
 
 # Demo sources: pans over pictures — a public-domain photo of Grace Hopper (US Navy) and two
 # shaded elevation maps, all shipped with matplotlib, and two seeded 1/f ("natural-scene-like")
-# textures — plus three ffmpeg lavfi sources with fine texture and motion. Eight sources let the
-# demo hold one out and still train on seven. Small sizes keep it fast.
+# textures — plus two ffmpeg lavfi sources with fine texture and motion. Seven sources let the
+# demo hold one out and still train on six. Small sizes keep it fast.
 LAVFI_SOURCES: dict[str, str] = {
     "testsrc2": "testsrc2=size={w}x{h}:rate={r}",
     "mandelbrot": "mandelbrot=size={w}x{h}:rate={r}",
-    "sierpinski": "sierpinski=size={w}x{h}:rate={r}:seed=7",
 }
 PICTURE_SOURCES = ("hopper", "jacksboro", "topobathy", "clouds", "meadow")
 
@@ -78,7 +77,7 @@ def _render_picture(name: str, out: Path) -> Path:
         return out
     if name in ("jacksboro", "topobathy"):
         data = cbook.get_sample_data(f"{name}_fault_dem.npz" if name == "jacksboro" else "topobathy.npz")
-        key = "elevation" if "elevation" in data else list(data.keys())[0]
+        key = "elevation" if "elevation" in data else next(iter(data.keys()))
         rgb = _shaded(np.asarray(data[key]), "gist_earth" if name == "jacksboro" else "terrain")
     elif name == "clouds":
         field = _pink_noise(11, (600, 720), 1)[..., 0]

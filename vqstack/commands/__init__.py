@@ -7,7 +7,7 @@ from typing import Any
 
 
 def register_all(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
-    from vqstack.commands import demo, extract, features, frames, fuse, probe, train
+    from vqstack.commands import demo, extract, features, frames, fuse, probe, train, weights
 
-    for module in (probe, frames, extract, features, fuse, train, demo):
+    for module in (probe, frames, extract, features, fuse, train, weights, demo):
         module.register(sub, formatter)

@@ -1,0 +1,100 @@
+"""The CLI is strict and documented; configs reject unknown keys naming the key and the file."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from vqstack.cli import build_parser, main
+from vqstack.config import load_config
+from vqstack.errors import ConfigError
+
+
+def _parsers(parser: argparse.ArgumentParser, prefix: str = "vqstack") -> list[tuple[str, argparse.ArgumentParser]]:
+    out = [(prefix, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += _parsers(sub, f"{prefix} {name}")
+    return out
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    names = []
+    for name, parser in _parsers(build_parser()):
+        names.append(name)
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                continue
+            assert action.help and action.help.strip(), f"{name}: option {action.option_strings or action.dest}"
+    for expected in ("vqstack probe", "vqstack frames", "vqstack extract", "vqstack fuse fit", "vqstack fuse predict",
+                     "vqstack features ls", "vqstack demo", "vqstack train", "vqstack weights ls"):
+        assert expected in names
+
+
+def test_unknown_flag_is_an_error(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["frames", "--videos", "x", "--out", "y", "--fsp", "2"])
+    assert err.value.code == 2
+    assert "--fsp" in capsys.readouterr().err
+
+
+def test_fuse_help_does_not_import_torch() -> None:
+    code = "import sys; from vqstack.cli import main\ntry:\n main(['fuse','--help'])\nexcept SystemExit: pass\n" \
+           "assert 'torch' not in sys.modules and 'sklearn' not in sys.modules, 'heavy import'"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@dataclass(frozen=True)
+class Inner:
+    rate: float = 2.0
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Outer:
+    path: Path
+    inner: Inner = field(default_factory=Inner)
+    mode: str = "a"
+
+
+def test_config_unknown_and_mistyped_keys(tmp_path: Path) -> None:
+    good = tmp_path / "good.yml"
+    good.write_text("path: x.csv\ninner: {rate: 3, names: [a, b]}\n")
+    cfg = load_config(good, Outer)
+    assert cfg.inner.rate == 3.0 and cfg.inner.names == ["a", "b"] and cfg.path == Path("x.csv")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("path: x.csv\ninner: {rat: 3}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yml: unknown key 'inner\.rat' \(did you mean 'rate'\?\)"):
+        load_config(bad, Outer)
+    wrong = tmp_path / "wrong.yml"
+    wrong.write_text("path: x.csv\ninner: {rate: fast}\n")
+    with pytest.raises(ConfigError, match=r"wrong\.yml: key 'inner\.rate' must be a number"):
+        load_config(wrong, Outer)
+    missing = tmp_path / "missing.yml"
+    missing.write_text("inner: {rate: 1}\n")
+    with pytest.raises(ConfigError, match=r"missing required key 'path'"):
+        load_config(missing, Outer)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yml", Outer)
+
+
+def test_shipped_fusion_configs_are_valid() -> None:
+    from vqstack.fusion.config import load_fusion_config
+
+    configs = sorted((Path(__file__).parents[1] / "configs" / "fusion").glob("*.yml"))
+    assert configs
+    for path in configs:
+        load_fusion_config(path)
+
+
+def test_probe_command(bad_inputs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    assert main(["probe", str(bad_inputs["rotated"]), str(bad_inputs["zero_byte"])]) == 1
+    out, err = capsys.readouterr()
+    assert "rotated.mp4" in out and "\t90\t" in out
+    assert "zero.mp4: empty file" in err
