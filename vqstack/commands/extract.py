@@ -25,9 +25,22 @@ def add_extractor_options(p: argparse.ArgumentParser) -> None:
                    help="use randomly initialised networks (tests only: the features mean nothing)")
     p.add_argument("--opt", action="append", default=[], metavar="NAME.KEY=VALUE",
                    help="override an extractor config value, e.g. nss.fps=1 (repeatable)")
-    p.add_argument("--workers", type=int, default=1, help="videos extracted in parallel worker processes")
     p.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav"],
                    help="frame reader (auto = decord, PyAV when decord fails on a file)")
+    add_engine_options(p, what="videos extracted")
+
+
+def add_engine_options(p: argparse.ArgumentParser, *, what: str) -> None:
+    """``--workers``, ``--engine`` and ``--address``: where the per-video work runs (local or Ray)."""
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"{what} in parallel: local worker processes (default 1), or Ray workers "
+                        "(default: one per CPU slot of the cluster, or per GPU for GPU extractors)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local processes, or a Ray cluster (needs: pip install 'vqstack[distributed]'); "
+                        "see docs/cluster.md")
+    p.add_argument("--address", default=None, metavar="ADDRESS",
+                   help="Ray cluster to use with --engine ray: ray://HOST:10001, HOST:6379 or auto "
+                        "(default: $RAY_ADDRESS, else a new local cluster on this machine)")
 
 
 def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
@@ -79,7 +92,8 @@ def build_requests(args: argparse.Namespace, names: list[str]) -> list[Any]:
     from vqstack.extract.pipeline import ExtractorRequest
 
     opts = parse_opts(args.opt, names)
-    device = resolve_device(args.device)
+    # on Ray, "auto" is decided on each worker (a GPU-less driver may drive GPU workers)
+    device = args.device if getattr(args, "engine", "local") == "ray" else resolve_device(args.device)
     weights_dir = args.weights_dir or os.environ.get("VQSTACK_WEIGHTS")
     return [ExtractorRequest(name=n, config=opts[n], device=device, batch_size=args.batch_size,
                              weights=args.weights, weights_dir=weights_dir, random_init=args.random_init)
@@ -90,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
     from vqstack.errors import InputError
     from vqstack.extract.media import discover
     from vqstack.extract.pipeline import run_extract
+    from vqstack.extract.ray_engine import check_engine
     from vqstack.extract.registry import parse_feature_list
 
+    check_engine(args.engine, args.address)  # before any work: a missing Ray is a one-line error
     names = parse_feature_list(args.feat)
     requests = build_requests(args, names)
     for request in requests:
@@ -102,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     result = run_extract(videos, requests, args.store, force=args.force, workers=args.workers,
-                         backend=args.backend, progress=not args.no_progress)
+                         backend=args.backend, progress=not args.no_progress, engine=args.engine,
+                         address=args.address)
     failures = result.report.write_failures(args.failures or Path(args.store) / "failures.csv")
     print(f"extract {','.join(names)}: {result.report.summary()} ({result.cache_hits} cache hits) "
           f"in {result.seconds:.1f} s -> {args.store}" + (f"; failures: {failures}" if failures else ""))

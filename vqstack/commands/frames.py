@@ -9,6 +9,8 @@ from typing import Any
 
 
 def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
+    from vqstack.commands.extract import add_engine_options
+
     p = sub.add_parser("frames", help="extract frames at N fps to image folders (one folder per video)",
                        description=__doc__, formatter_class=formatter)
     p.add_argument("--videos", required=True, help="a folder (searched recursively), a list file, or one video")
@@ -19,7 +21,6 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--png-level", type=int, default=0, choices=range(10), metavar="0-9",
                    help="zlib level for png (0 = fastest, still lossless; 6 = ~3x smaller, ~4x slower)")
     p.add_argument("--jpeg-quality", type=int, default=2, help="ffmpeg -q:v for jpg (2 = best usable)")
-    p.add_argument("--workers", type=int, default=1, help="videos processed in parallel")
     p.add_argument("--threads", type=int, default=2, help="ffmpeg decoding threads per video")
     p.add_argument("--ffmpeg", default=None,
                    help="ffmpeg binary to use (default: $VQSTACK_FFMPEG, else the one imageio-ffmpeg ships)")
@@ -27,6 +28,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--failures", type=Path, default=None,
                    help="CSV of failed videos and reasons (default: OUT/failures.csv)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_engine_options(p, what="videos processed")
     p.set_defaults(handler=run)
 
 
@@ -34,9 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from vqstack.errors import ConfigError, InputError
     from vqstack.extract.frames import FrameDumpConfig, extract_frames
     from vqstack.extract.media import discover
+    from vqstack.extract.ray_engine import check_engine
 
     if args.fps <= 0:
         raise ConfigError(f"--fps must be positive, got {args.fps}")
+    check_engine(args.engine, args.address)
     source = Path(args.videos)
     try:
         videos = discover(source)
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                           jpeg_quality=args.jpeg_quality, threads=args.threads)
     report = extract_frames(videos, args.out, videos_root=source if source.is_dir() else None, cfg=cfg,
                             workers=args.workers, ffmpeg=args.ffmpeg, overwrite=args.overwrite,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, engine=args.engine, address=args.address)
     failures = report.write_failures(args.failures or args.out / "failures.csv")
     print(f"frames: {report.summary()} -> {args.out}" + (f" (failures: {failures})" if failures else ""))
     return report.exit_code

@@ -99,14 +99,24 @@ def extract_frames(
     *,
     videos_root: Path | None = None,
     cfg: FrameDumpConfig | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ffmpeg: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
 ) -> BatchReport:
-    """Dump frames of every video, ``workers`` ffmpeg processes at a time; never stops on a bad file."""
+    """Dump frames of every video, ``workers`` ffmpeg processes at a time; never stops on a bad file.
+
+    ``engine="ray"`` runs the ffmpeg processes on the workers of a Ray cluster at ``address``,
+    which write the folders themselves (``out_root`` must be on a file system they all mount);
+    ``workers`` None means 1 locally, every CPU slot on Ray.
+    """
     from tqdm import tqdm
 
+    from vqstack.extract.ray_engine import check_engine
+
+    check_engine(engine, address)
     cfg = cfg or FrameDumpConfig()
     exe = ffmpeg_exe(ffmpeg)
     report = BatchReport()
@@ -117,8 +127,15 @@ def extract_frames(
             report.skipped.append(str(video))
         else:
             todo.append((video, dest))
+    if engine == "ray":
+        from vqstack.extract.ray_engine import run_frames_ray
+
+        with tqdm(total=len(todo), desc="frames", unit="video", disable=not progress) as bar:
+            run_frames_ray(todo, cfg, report, bar, out_root=out_root, ffmpeg=ffmpeg, workers=workers,
+                           address=address)
+        return report
     with tqdm(total=len(todo), desc="frames", unit="video", disable=not progress) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            ThreadPoolExecutor(max_workers=max(1, workers or 1)) as pool:
         futures = {pool.submit(dump_video, v, d, cfg, exe): v for v, d in todo}
         for fut in as_completed(futures):
             video = futures[fut]

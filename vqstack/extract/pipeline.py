@@ -137,24 +137,30 @@ def run_extract(
     store_root: str | Path,
     *,
     force: bool = False,
-    workers: int = 1,
+    workers: int | None = None,
     backend: str = "auto",
     compact_every: int = 200,
     progress: bool = True,
     on_result: Callable[[VideoResult], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> ExtractRun:
     """Extract every requested feature for every video not already in the store.
 
     One process writes the store (under its writer lock); with ``workers > 1`` videos are
     decoded and extracted in worker processes and their results stream back to this writer.
+    ``engine="ray"`` spreads them over a Ray cluster at ``address`` instead (see
+    :mod:`vqstack.extract.ray_engine`); ``workers`` None means 1 locally, every slot on Ray.
     """
     from tqdm import tqdm
 
+    from vqstack.extract.ray_engine import check_engine, driver_requests
     from vqstack.features.store import FeatureStore
 
+    check_engine(engine, address)
     t0 = time.perf_counter()
     store = FeatureStore(store_root)
-    extractors = [req.build() for req in requests]
+    extractors = [req.build() for req in (driver_requests(requests) if engine == "ray" else requests)]
     report = BatchReport()
     run = ExtractRun(report=report, seconds=0.0)
     with store.writer():
@@ -199,7 +205,12 @@ def run_extract(
 
         bar = tqdm(total=len(plan), desc="extract", unit="video", disable=not progress)
         try:
-            if workers <= 1 or len(plan) <= 1:
+            if engine == "ray":
+                from vqstack.extract.ray_engine import run_ray
+
+                run_ray(plan, requests, backend, store_result, report, bar, extractors=extractors,
+                        workers=workers, address=address)
+            elif (workers or 1) <= 1 or len(plan) <= 1:
                 by_name = {e.name: e for e in extractors}
                 for video, key, todo in plan:
                     try:
@@ -209,7 +220,7 @@ def run_extract(
                         report.fail(video, getattr(exc, "reason", str(exc)))
                     bar.update(1)
             else:
-                _run_parallel(plan, requests, workers, backend, store_result, report, bar)
+                _run_parallel(plan, requests, workers or 1, backend, store_result, report, bar)
         finally:
             bar.close()
             store.compact_all()

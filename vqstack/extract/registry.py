@@ -33,7 +33,12 @@ def register(name: str, target: str) -> None:
 
 
 def get_extractor_class(name: str) -> type[Extractor]:
-    """The class registered as ``name``, or ``package.module:Class`` for an extractor outside vqstack."""
+    """The class registered as ``name``, ``package.module:Class`` for an extractor outside vqstack, or
+    ``branch:PATH`` for a branch trained by ``vqstack train`` (PATH = its ``best.pt``)."""
+    if name.startswith("branch:"):
+        from vqstack.branches.extractor import branch_extractor_class
+
+        return branch_extractor_class(name[len("branch:"):])
     if ":" in name and name not in _REGISTRY:
         module_name, cls_name = name.split(":", 1)
         try:
