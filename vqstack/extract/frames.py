@@ -56,7 +56,7 @@ def build_command(video: Path, dest: Path, info: VideoInfo, cfg: FrameDumpConfig
 
     pattern = str(dest / f"%06d.{cfg.image_format}")
     stream = ffmpeg.input(str(video), threads=cfg.threads)
-    if not info.is_image:
+    if not info.is_image and info.num_frames > 1:  # ffmpeg's fps filter can drop a lone frame
         stream = stream.filter("fps", fps=cfg.fps)
     if cfg.image_format == "png":
         out = stream.output(pattern, pix_fmt="rgb24", compression_level=cfg.png_level, pred="none",
