@@ -38,7 +38,7 @@ def test_kill_minus_nine_loses_at_most_the_video_in_flight(bad_inputs: dict[str,
     videos = tmp_path / "videos"
     videos.mkdir()
     for i in range(10):
-        lavfi_video(videos / f"v{i:02d}.mp4", size="160x120", seconds=1.5, source="mandelbrot" if i % 2 else "testsrc2",
+        lavfi_video(videos / f"v{i:02d}.mp4", size="320x240", seconds=3, source="mandelbrot" if i % 2 else "testsrc2",
                     extra=["-vf", f"hue=h={i * 30}"])
     store = tmp_path / "store"
     cmd = [sys.executable, "-m", "vqstack.cli", "extract", "--feat", "nss", "--videos", str(videos),
@@ -48,7 +48,7 @@ def test_kill_minus_nine_loses_at_most_the_video_in_flight(bad_inputs: dict[str,
     kills = 0
     for _ in range(6):  # bounded
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.8, 3.0))
+        time.sleep(rng.uniform(0.8, 2.5))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
