@@ -115,7 +115,8 @@ def main() -> None:
         for seconds, path in make_4k(work).items():
             wall, peak = run_child(STREAM_CODE, str(path))
             rss[f"{seconds}s"] = {"seconds": wall, "peak_rss_mib": peak}
-    lines = ["| input | floor (s) | 2 fps PNG | 2 fps JPEG | stream (auto) | stream (PyAV) | decord direct | PyAV direct |",
+    lines = ["| input | floor (s) | 2 fps PNG | 2 fps JPEG | stream (auto) | stream (PyAV) "
+             "| decord direct | PyAV direct |",
              "|---|---|---|---|---|---|---|---|"]
     for label, r in results.items():
         lines.append(f"| {label} | {r['floor_s']:.2f} | " + " | ".join(

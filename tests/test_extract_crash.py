@@ -29,7 +29,7 @@ def _stored(store: Path) -> dict[str, bytes]:
         return {}
     assert all(t.error is None for t in infos), [t.error for t in infos]
     table = fs.open_table(infos[0].name)
-    return {k: table.read(k).steps.tobytes() for k in table.keys()}
+    return {k: table.read(k).steps.tobytes() for k in table}
 
 
 def test_kill_minus_nine_loses_at_most_the_video_in_flight(bad_inputs: dict[str, Path], tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def frames_run(bad_inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
 
 
 def test_batch_goes_on_and_fails_nonzero(frames_run: tuple[int, Path, Path], capsys: pytest.CaptureFixture) -> None:
-    code, root, out = frames_run
+    code, _root, out = frames_run
     assert code == 1
     with (out / "failures.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -32,7 +32,7 @@ def test_batch_goes_on_and_fails_nonzero(frames_run: tuple[int, Path, Path], cap
 
 
 def test_every_good_video_has_two_fps_frames(frames_run: tuple[int, Path, Path]) -> None:
-    _, root, out = frames_run
+    _, _root, out = frames_run
     expected = {  # name -> frames at 2 fps
         "good": 4, "one_frame": 1, "short": 1, "rotated": 4, "vfr": 4, "tenbit": 4, "tiny2x2": 4, "tiny7x5": 4,
         "uhd": 1, "dir with spaces/vidéo été ü": 2,

@@ -104,5 +104,5 @@ def test_image_is_one_frame_video(tmp_path: Path) -> None:
 def test_corrupt_image_is_input_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
-    with pytest.raises(InputError, match="broken.jpg"):
+    with pytest.raises(InputError, match=r"broken\.jpg"):
         probe(bad)
