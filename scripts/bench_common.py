@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import resource
@@ -9,7 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,44 @@ def write_results(out_dir: Path, name: str, results: dict[str, Any], table: str)
     (out_dir / f"{name}.json").write_text(json.dumps(results, indent=1))
     (out_dir / f"{name}.md").write_text(table + "\n")
     print(table)
+
+
+@contextlib.contextmanager
+def network_timer() -> Iterator[dict[str, float]]:
+    """Time spent inside outermost ``nn.Module`` calls (global hooks), i.e. the network's own work."""
+    import torch
+
+    state = {"depth": 0.0, "t0": 0.0, "total": 0.0}
+
+    def pre(module: Any, args: Any) -> None:
+        if state["depth"] == 0:
+            state["t0"] = time.perf_counter()
+        state["depth"] += 1
+
+    def post(module: Any, args: Any, out: Any) -> None:
+        state["depth"] -= 1
+        if state["depth"] == 0:
+            state["total"] += time.perf_counter() - state["t0"]
+
+    h1 = torch.nn.modules.module.register_module_forward_pre_hook(pre)
+    h2 = torch.nn.modules.module.register_module_forward_hook(post)
+    try:
+        yield state
+    finally:
+        h1.remove()
+        h2.remove()
+
+
+def decode_seconds(video: Path, extractor: Any) -> float:
+    """Decode + sampling only: stream the extractor's frames through the reader, nothing else."""
+    import numpy as np
+
+    from vqstack.extract.probe import probe
+    from vqstack.extract.reader import VideoReader
+
+    info = probe(video)
+    wanted = np.unique(np.asarray(extractor.frame_indices(info), dtype=np.int64))
+    t0 = time.perf_counter()
+    for _ in VideoReader(video, info).iter_chunks(wanted):
+        pass
+    return time.perf_counter() - t0

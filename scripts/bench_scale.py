@@ -19,17 +19,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench_common import SHARED, write_results
+from bench_common import SHARED, decode_seconds, network_timer, write_results
 
 log = logging.getLogger("bench_scale")
 
@@ -144,32 +142,6 @@ def one_run_cached(videos: list[Path], store: Path) -> float:
 # -- part 2: per-extractor profile for the LSVQ estimate ---------------------------------------------
 
 
-@contextlib.contextmanager
-def network_timer() -> Iterator[dict[str, float]]:
-    """Time spent inside outermost ``nn.Module`` calls (global hooks), i.e. the network's own work."""
-    import torch
-
-    state = {"depth": 0.0, "t0": 0.0, "total": 0.0}
-
-    def pre(module: Any, args: Any) -> None:
-        if state["depth"] == 0:
-            state["t0"] = time.perf_counter()
-        state["depth"] += 1
-
-    def post(module: Any, args: Any, out: Any) -> None:
-        state["depth"] -= 1
-        if state["depth"] == 0:
-            state["total"] += time.perf_counter() - state["t0"]
-
-    h1 = torch.nn.modules.module.register_module_forward_pre_hook(pre)
-    h2 = torch.nn.modules.module.register_module_forward_hook(post)
-    try:
-        yield state
-    finally:
-        h1.remove()
-        h2.remove()
-
-
 def profile_video(work: Path) -> tuple[Path, str]:
     konvid = sorted((SHARED / "videos" / "konvid").glob("*.mp4"))
     if konvid:
@@ -187,21 +159,6 @@ def reencoded(video: Path, out: Path, *args: str) -> Path:
     subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(video), *args, "-c:v", "libx264",
                     "-preset", "veryfast", "-crf", "23", "-an", str(out)], check=True)
     return out
-
-
-def decode_seconds(video: Path, extractor: Any) -> float:
-    """Decode + sampling only: stream the extractor's frames through the reader, nothing else."""
-    import numpy as np
-
-    from vqstack.extract.probe import probe
-    from vqstack.extract.reader import VideoReader
-
-    info = probe(video)
-    wanted = np.unique(np.asarray(extractor.frame_indices(info), dtype=np.int64))
-    t0 = time.perf_counter()
-    for _ in VideoReader(video, info).iter_chunks(wanted):
-        pass
-    return time.perf_counter() - t0
 
 
 def profile_extractor(name: str, video: Path, video_1080: Path, warm: Path) -> dict[str, Any]:

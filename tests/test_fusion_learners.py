@@ -209,6 +209,18 @@ def test_stacking_with_registry_base_learners() -> None:
         StackingFusion(groups=["0:3", "3:6"], base_learner=["ridge"] * 3).fit(X, y)
 
 
+def test_stacking_preprocesses_each_group_so_dropped_columns_keep_the_groups() -> None:
+    from vqstack.fusion.preprocessing import make_preprocessor
+
+    X, y = nonlinear_data(80, 6)
+    X[:, 4] = 3.0  # a constant column in the second group: the variance filter drops it
+    model = StackingFusion(groups=["0:3", "3:6"], base_learner="ridge", cv=3,
+                           base_preprocessor=make_preprocessor()).fit(X, y)
+    kept = [b.named_steps["preprocess"].named_steps["variance"].support_.sum() for b in model.base_learners_]
+    assert kept == [3, 2]
+    assert np.isfinite(model.predict(X)).all()
+
+
 @pytest.mark.parametrize(
     ("groups", "message"),
     [

@@ -78,9 +78,9 @@ def test_head_only_branch_is_an_extractor_and_fuses(noisy_videos: tuple[Path, Pa
         "store": str(store),
         "features": [{"extractor": "branch.nss_head.all", "pooling": ["score"]},
                      {"extractor": "nss", "pooling": ["mean"]}],
-        # (stacking is left out: fuse's variance filter drops a constant nss column, and the stacker's
-        # group indices then point past the end — a fusion-stage issue, reported)
-        "learners": [{"name": "ridge"}, {"name": "svr"}],
+        # nss has a constant column on these clips: stacking filters it inside its nss group
+        "learners": [{"name": "ridge"}, {"name": "svr"},
+                     {"name": "stacking", "params": {"base_learner": "ridge", "cv": 3}}],
         "protocol": {"name": "repeated-split", "params": {"n_repeats": 2, "test_size": 0.25}},
         "final": "ridge",
         "output": str(tmp_path / "fusion"),

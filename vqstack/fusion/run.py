@@ -27,7 +27,7 @@ from vqstack.features.store import FeatureStore
 from vqstack.fusion.config import FeatureGroup, FusionConfig, LabelsConfig, LearnerConfig
 from vqstack.fusion.evaluation import SplitResult, run_protocol, summarize
 from vqstack.fusion.labels import Labels, read_labels
-from vqstack.fusion.preprocessing import check_features, with_preprocessing
+from vqstack.fusion.preprocessing import NonFiniteHandler, check_features, make_preprocessor, with_preprocessing
 from vqstack.fusion.protocols import cross_dataset_split, make_splits
 from vqstack.fusion.registry import make_learner
 
@@ -106,8 +106,15 @@ def group_slices(specs: Sequence[FeatureSpec]) -> list[list[int]]:
 
 def build_estimator(learner: LearnerConfig, cfg: FusionConfig, specs: Sequence[FeatureSpec]) -> Any:
     params = dict(learner.params)
-    if learner.name == "stacking" and "groups" not in params:
-        params["groups"] = group_slices(specs)
+    if learner.name == "stacking":
+        # Preprocess each group inside the stacker: a filter dropping columns in front of it would
+        # shift the group indices. In front stays only the NaN/inf check, which keeps every column.
+        params.setdefault("groups", group_slices(specs))
+        params["base_preprocessor"] = make_preprocessor(cfg.preprocess)
+        from sklearn.pipeline import Pipeline
+
+        return Pipeline([("nonfinite", NonFiniteHandler(policy=cfg.preprocess.nonfinite)),
+                         ("learner", make_learner(learner.name, params))])
     estimator = make_learner(learner.name, params)
     if learner.name in ("average",):
         return estimator  # branch scores are used as they are

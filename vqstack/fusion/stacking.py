@@ -75,7 +75,10 @@ class StackingFusion(RegressorMixin, BaseEstimator):
     default :class:`~vqstack.fusion.learners.RidgeRegressor`. ``meta_learner``: default a linear
     regression with non-negative weights (a base learner that anti-correlates with MOS is switched off
     rather than flipped). Out-of-fold predictions come from a seeded shuffled ``KFold(cv)``; afterwards
-    every base learner is refitted on all training data.
+    every base learner is refitted on all training data. ``base_preprocessor``: a transformer cloned in
+    front of every base learner, so each group is filtered, scaled (and reduced) on its own columns;
+    ``fuse fit`` passes its preprocessing here, because a filter that drops columns in front of the
+    stacker would shift the group indices.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -85,6 +88,7 @@ class StackingFusion(RegressorMixin, BaseEstimator):
         "cv": [Interval(Integral, 2, None, closed="left")],
         "random_state": [None, Integral],
         "n_jobs": [None, Integral],
+        "base_preprocessor": [None, HasMethods(["fit", "transform"])],
     }
 
     def __init__(
@@ -96,6 +100,7 @@ class StackingFusion(RegressorMixin, BaseEstimator):
         cv: int = 5,
         random_state: int | None = 0,
         n_jobs: int | None = None,
+        base_preprocessor: Any = None,
     ) -> None:
         self.groups = groups
         self.base_learner = base_learner
@@ -103,6 +108,7 @@ class StackingFusion(RegressorMixin, BaseEstimator):
         self.cv = cv
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.base_preprocessor = base_preprocessor
 
     def _base_estimators(self, n_groups: int) -> list[Any]:
         from vqstack.fusion.registry import make_learner
@@ -122,6 +128,10 @@ class StackingFusion(RegressorMixin, BaseEstimator):
                 out.append(make_learner(item))
             else:
                 out.append(clone(item))
+        if self.base_preprocessor is not None:
+            from sklearn.pipeline import Pipeline
+
+            out = [Pipeline([("preprocess", clone(self.base_preprocessor)), ("learner", b)]) for b in out]
         return out
 
     def _meta_estimator(self) -> Any:
