@@ -93,15 +93,15 @@ def _drift(ref: Any, other: Any) -> dict[str, float]:
     """Largest pooled-score change and smallest cosine of pooled feature vectors, bf16 vs fp32."""
     import numpy as np
 
-    score_delta, cosine = 0.0, 1.0
+    out: dict[str, float] = {}
     for key, a in ref.pooled.items():
         b = other.pooled[key]
         if a.size <= 2:  # scores
-            score_delta = max(score_delta, float(np.max(np.abs(a - b))))
-        else:
+            out["bf16_max_score_delta"] = max(out.get("bf16_max_score_delta", 0.0), float(np.max(np.abs(a - b))))
+        elif np.linalg.norm(a) > 0:  # (an all-zero vector, e.g. a view the model lacks, has no direction)
             cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-            cosine = min(cosine, cos)
-    return {"bf16_max_score_delta": score_delta, "bf16_min_cosine": cosine}
+            out["bf16_min_cosine"] = min(out.get("bf16_min_cosine", 1.0), cos)
+    return out
 
 
 def child_profile(video: Path, name: str, config: dict[str, Any], warm: Path) -> dict[str, Any]:
@@ -179,8 +179,8 @@ def table(results: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["extractors"]:
         bf16 = f"{r['bf16_total_s']:.2f}" if "bf16_total_s" in r else "-"
-        drift = (f"{r['bf16_max_score_delta']:.4f} / {r['bf16_min_cosine']:.5f}"
-                 if "bf16_min_cosine" in r else "-")
+        score = f"{r['bf16_max_score_delta']:.4f}" if "bf16_max_score_delta" in r else "-"
+        drift = f"{score} / {r['bf16_min_cosine']:.5f}" if "bf16_min_cosine" in r else "-"
         rows.append(f"| {r['label']} | {r['total_s']:.2f} | {r['decode_s']:.2f} | {r['host_s']:.2f} | "
                     f"{r['model_s']:.2f} | {(r['decode_s'] + r['host_s']) / floor:.2f}x | "
                     f"{r['peak_rss_mib'] / 1024:.2f} | {r['gmacs']:.0f} | {bf16} | {drift} | {r['seed'] or '-'} |")

@@ -7,11 +7,8 @@ that writing, hashing and loading stay cheap. Nothing may touch the network.
 
 from __future__ import annotations
 
-import socket
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -24,22 +21,7 @@ from vqstack.extract.base import WeightsSpec, sha256_file
 SIZE = 64
 
 
-def _refuse(*args: Any, **kwargs: Any) -> None:
-    raise AssertionError("network access attempted")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_offline() -> Iterator[None]:
-    """For the whole module, model fixtures included: one torch thread (the 2 shared cores are busy and
-    spinning OpenMP threads cost more than they give; results are bit-identical at a fixed thread count),
-    and no network (any socket connection fails the test: nothing may download)."""
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setattr(socket.socket, "connect", _refuse)
-        torch.set_num_threads(1)
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("offline_torch")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ from vqstack.extract.pipeline import extract_video
 from vqstack.extract.probe import VideoInfo
 from vqstack.models.checkpoints import official_to_ours, ours_to_official
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+TORCH_THREADS = 2
+pytestmark = pytest.mark.usefixtures("offline_torch")
 
 
 def _info(num_frames: int, width: int, height: int) -> VideoInfo:

@@ -31,9 +31,8 @@ SMALL = {
 DIMS = {"efficientnet_lite0": 2 * 3 * (40 + 80 + 112 + 192 + 320), "resnet50": 7168, "convnext_tiny": 2880}
 
 
-@pytest.fixture(autouse=True)
-def _two_threads() -> None:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+TORCH_THREADS = 2
+pytestmark = pytest.mark.usefixtures("offline_torch")
 
 
 @pytest.fixture(scope="module")

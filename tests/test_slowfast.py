@@ -6,8 +6,6 @@ on it) keeps the whole file to a few seconds; the default 224 px path is the sam
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +21,7 @@ from vqstack.extract.probe import VideoInfo
 SIZE = 64
 
 
-def _refuse(*args: Any, **kwargs: Any) -> None:
-    raise AssertionError("network access attempted")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_offline() -> Iterator[None]:
-    """For the whole module, model fixtures included: one torch thread (the 2 shared cores are busy and
-    spinning OpenMP threads cost more than they give; results are bit-identical at a fixed thread count),
-    and no network (any socket connection fails the test: nothing may download)."""
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", _refuse)
-        torch.set_num_threads(1)
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("offline_torch")
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +157,26 @@ def test_missing_weights_name_the_expected_file(tmp_path: Path) -> None:
         sf.SlowFastExtractor()
     with pytest.raises(WeightsError, match="not found"):
         sf.SlowFastExtractor(weights=tmp_path / "nope.pyth")
+
+
+def test_fold_batch_norms_keeps_the_function() -> None:
+    from vqstack.extract.torch_utils import fold_batch_norms
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3, bias=False), torch.nn.BatchNorm3d(4), torch.nn.ReLU(),
+                              torch.nn.Conv3d(4, 2, 1), torch.nn.BatchNorm3d(2))
+    for bn in (net[1], net[4]):  # non-trivial running statistics and affine parameters
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    net.eval()
+    x = torch.randn(2, 3, 5, 8, 8)
+    with torch.inference_mode():
+        before = net(x)
+    assert fold_batch_norms(net) == 2
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)
+    train_net = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), torch.nn.BatchNorm3d(4))  # training mode: untouched
+    assert fold_batch_norms(train_net) == 0
