@@ -191,3 +191,13 @@ def test_wrong_layout_is_a_weights_error(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setitem(cl.CLIP_WEIGHTS, "ViT-B-16", WeightsSpec("ViT-B-16.pt", None, "u"))
     with pytest.raises(WeightsError, match="missing keys"):
         cl.CLIPExtractor(weights=path)
+
+
+def test_cpu_bf16_stays_close_to_fp32(vit_b16: cl.CLIPExtractor) -> None:
+    low = cl.CLIPExtractor({"num_segments": 4, "size": SIZE, "precision": "bf16"}, random_init=True)
+    frames = np.random.default_rng(0).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    ref, out = vit_b16.embed_frames(frames), low.embed_frames(frames)
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    cosine = (ref[:, :512] * out[:, :512]).sum(axis=1)  # both unit-normalised
+    assert cosine.min() > 0.99
+    assert next(low.visual.parameters()).dtype == torch.bfloat16  # cast weights, not CPU autocast

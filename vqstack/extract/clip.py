@@ -299,6 +299,13 @@ class CLIPExtractor(Extractor):
             text = model.encode_text(SimpleTokenizer()(prompts), normalize=True).float()
         self.text_features = text.to(self.torch_device)  # [2P, D]
         self.visual = model.visual.to(self.torch_device)  # the text tower is dropped: its job is done
+        # CPU bf16: weights cast once instead of autocast. Under CPU autocast, nn.MultiheadAttention's
+        # packed input projection runs as a batched matmul over a copied [tokens, 768, 2304] weight
+        # (5x slower than fp32); with bf16 weights it takes the fused path (3.9x faster than fp32).
+        self._weights_dtype = None
+        if self.torch_device.type == "cpu" and cfg.precision == "bf16":
+            self._weights_dtype = torch.bfloat16
+            self.visual = self.visual.to(torch.bfloat16)
         self._mean = torch.tensor(CLIP_MEAN, device=self.torch_device).view(1, 3, 1, 1)
         self._std = torch.tensor(CLIP_STD, device=self.torch_device).view(1, 3, 1, 1)
 
@@ -329,8 +336,11 @@ class CLIPExtractor(Extractor):
         with torch.inference_mode():
             x = torch.from_numpy(frames).to(self.torch_device, non_blocking=True).permute(0, 3, 1, 2)
             x = (x.float().div_(255.0) - self._mean) / self._std
-            with autocast(self.torch_device, self.config.precision):
-                feats = self.visual(x)
+            if self._weights_dtype is not None:
+                feats = self.visual(x.to(self._weights_dtype))
+            else:
+                with autocast(self.torch_device, self.config.precision):
+                    feats = self.visual(x)
             emb = torch.nn.functional.normalize(feats.float(), dim=-1)
             logits = LOGIT_SCALE * emb @ self.text_features.T  # [N, 2P]
             quality = logits.view(len(frames), -1, 2).softmax(dim=-1)[..., 0]  # P(positive prompt) per pair
