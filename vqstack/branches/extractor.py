@@ -148,24 +148,21 @@ class BranchExtractor(Extractor):
     description = "a branch trained with `vqstack train` (score + head features)"
     checkpoint: ClassVar[str | None] = None
 
-    def __init__(self, config: Any = None, *, device: str = "cpu", batch_size: int | None = None,
-                 weights: str | Path | None = None, weights_dir: str | Path | None = None,
-                 random_init: bool = False) -> None:
+    def _setup(self) -> None:
         from vqstack.extract import torch_utils as tu
 
         if self.checkpoint is None:
             raise ConfigError("use the extractor as branch:PATH (PATH = a best.pt written by `vqstack train`)")
-        super().__init__(config, device=device, batch_size=batch_size, weights=weights,
-                         weights_dir=weights_dir, random_init=random_init)
         self.state = load_branch(self.checkpoint)
         self.name = branch_name(self.state)  # type: ignore[misc]
         self.weights_sha256 = sha256_file(self.checkpoint)
-        self.torch_device = tu.resolve_device(device)
+        self.torch_device = tu.resolve_device(self.device)
         self.model_recipe = self.state["recipe"]["model"]
         self.kind = self.state["kind"]
         self.sources: list[Extractor] = []
         if self.kind == "feature_head":
-            self.sources = [self._source(t, device, batch_size, weights_dir) for t in self.state["features"]]
+            self.sources = [self._source(t, self.device, self.batch_size, self.weights_dir)
+                            for t in self.state["features"]]
         if self.kind == "frame_iqa":
             from vqstack.config import from_dict
             from vqstack.extract.frame_iqa import FrameIQAConfig

@@ -126,7 +126,8 @@ class Extractor(ABC):
     """Base class of every extractor; subclasses set the class attributes and two methods.
 
     ``__init__`` takes the config dataclass (or a dict checked against it), the device and the
-    weights; it must be cheap enough to build once per process and reuse for every video.
+    weights, then calls :meth:`_setup`, where subclasses build their networks; an extractor is built
+    once per process and reused for every video.
     """
 
     name: ClassVar[str]
@@ -156,6 +157,7 @@ class Extractor(ABC):
         self.device = device
         self.batch_size = batch_size
         self.random_init = random_init
+        self.weights_dir = weights_dir
         self.weights_path: Path | None = None
         self.weights_sha256: str | None = None
         spec = self.selected_weights()
@@ -164,6 +166,16 @@ class Extractor(ABC):
             self.weights_sha256 = check_digest(spec, self.weights_path)
         elif spec is not None:
             self.weights_sha256 = "random-init"
+        self._setup()
+
+    def _setup(self) -> None:
+        """Build what the work needs (networks, constants) once config and weights are resolved.
+
+        Why a hook: subclasses override this instead of repeating ``__init__``'s signature; the
+        arguments are on ``self`` (``device``, ``batch_size``, ``random_init``, ``weights_path``,
+        ``weights_dir``). Runs once per process; the default builds nothing.
+        """
+        return None
 
     # -- weights ----------------------------------------------------------------------------------
 

@@ -266,23 +266,12 @@ class CLIPExtractor(Extractor):
     weights_spec = CLIP_WEIGHTS["ViT-B-16"]
     description = "OpenAI CLIP (ViT-B/16 default, ViT-L/14) image embeddings + CLIP-IQA zero-shot quality per frame"
 
-    def __init__(
-        self,
-        config: Any = None,
-        *,
-        device: str = "cpu",
-        batch_size: int | None = None,
-        weights: str | Path | None = None,
-        weights_dir: str | Path | None = None,
-        random_init: bool = False,
-    ) -> None:
-        super().__init__(config, device=device, batch_size=batch_size, weights=weights, weights_dir=weights_dir,
-                         random_init=random_init)
+    def _setup(self) -> None:
         from open_clip.tokenizer import SimpleTokenizer
 
         cfg: CLIPConfig = self.config
-        self.torch_device = resolve_device(device)
-        self.frame_batch = max(1, int(batch_size or 8))
+        self.torch_device = resolve_device(self.device)
+        self.frame_batch = max(1, int(self.batch_size or 8))
         with torch.random.fork_rng(devices=[]):  # seeded random init, global RNG left as it was
             torch.manual_seed(SEED)
             model = build_clip(cfg.model, cfg.input_size)

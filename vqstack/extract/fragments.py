@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -213,12 +213,9 @@ class FragmentsExtractor(Extractor):
     weights_spec: ClassVar[WeightsSpec | None] = WEIGHTS["fast-vqa-b"]
     description = "FAST-VQA-B / FasterVQA / DOVER / DOVER-Mobile on deterministic fragments (+ aesthetic view)"
 
-    def __init__(self, config: Any = None, *, device: str = "cpu", batch_size: int | None = None,
-                 weights: Any = None, weights_dir: Any = None, random_init: bool = False) -> None:
-        super().__init__(config, device=device, batch_size=batch_size, weights=weights, weights_dir=weights_dir,
-                         random_init=random_init)
+    def _setup(self) -> None:
         self.spec = MODEL_SPECS[self.config.model]
-        self.torch_device = resolve_device(device)
+        self.torch_device = resolve_device(self.device)
         if self.torch_device.type == "cpu":
             retain_freed_memory()
         self.model = self._build_model()

@@ -414,16 +414,12 @@ class FrameIQAExtractor(Extractor):
     DEFAULT_BATCH: ClassVar[int] = 8
     PIXEL_BUDGET: ClassVar[dict[str, int]] = {"cpu": 1_000_000, "cuda": 16_000_000}
 
-    def __init__(self, config: Any = None, *, device: str = "cpu", batch_size: int | None = None,
-                 weights: str | Path | None = None, weights_dir: str | Path | None = None,
-                 random_init: bool = False) -> None:
-        super().__init__(config, device=device, batch_size=batch_size, weights=weights,
-                         weights_dir=weights_dir, random_init=random_init)
-        if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-        self.torch_device = tu.resolve_device(device)
+    def _setup(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        self.torch_device = tu.resolve_device(self.device)
         backbone = self.config.backbone
-        if random_init:
+        if self.random_init:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(RANDOM_INIT_SEED)
                 net = build_network(backbone)

@@ -246,20 +246,9 @@ class SlowFastExtractor(Extractor):
     weights_spec = SLOWFAST_R50_WEIGHTS
     description = "SlowFast R50 (Kinetics-400) 2304-d per 1 s chunk of 32 frames (SimpleVQA/KVQ motion features)"
 
-    def __init__(
-        self,
-        config: Any = None,
-        *,
-        device: str = "cpu",
-        batch_size: int | None = None,
-        weights: str | Path | None = None,
-        weights_dir: str | Path | None = None,
-        random_init: bool = False,
-    ) -> None:
-        super().__init__(config, device=device, batch_size=batch_size, weights=weights, weights_dir=weights_dir,
-                         random_init=random_init)
-        self.torch_device = resolve_device(device)
-        self.chunk_batch = max(1, int(batch_size or 1))
+    def _setup(self) -> None:
+        self.torch_device = resolve_device(self.device)
+        self.chunk_batch = max(1, int(self.batch_size or 1))
         with torch.random.fork_rng(devices=[]):  # seeded random init, global RNG left as it was
             torch.manual_seed(SEED)
             net = build_slowfast_r50()
