@@ -95,3 +95,18 @@ def decode_seconds(video: Path, extractor: Any) -> float:
     for _ in VideoReader(video, info).iter_chunks(wanted):
         pass
     return time.perf_counter() - t0
+
+
+def count_cpu_attention() -> None:
+    """Teach FlopCounterMode the CPU fused attention kernel (it only knows the CUDA ones), so the
+    transformers' MACs include their attention products."""
+    import torch
+    from torch.utils import flop_counter as fc
+
+    op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    if op in fc.flop_registry or op.default in fc.flop_registry:
+        return
+
+    @fc.register_flop_formula(op)
+    def _sdpa_cpu(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
+        return fc.sdpa_flop_count(query_shape, key_shape, value_shape)

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import SHARED, decode_seconds, network_timer, write_results
+from bench_common import SHARED, count_cpu_attention, decode_seconds, network_timer, write_results
 
 THREADS = 2
 
@@ -128,6 +128,7 @@ def child_profile(video: Path, name: str, config: dict[str, Any], warm: Path) ->
         return out
     from torch.utils.flop_counter import FlopCounterMode
 
+    count_cpu_attention()
     with FlopCounterMode(display=False) as counter:
         extract_video(video, [extractor])
     out["gmacs"] = counter.get_total_flops() / 2e9

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import SHARED, decode_seconds, network_timer, write_results
+from bench_common import SHARED, count_cpu_attention, decode_seconds, network_timer, write_results
 
 log = logging.getLogger("bench_scale")
 
@@ -178,6 +178,7 @@ def profile_extractor(name: str, video: Path, video_1080: Path, warm: Path) -> d
         total = time.perf_counter() - t0
     flops = 0.0
     if uses_torch:
+        count_cpu_attention()
         torch.set_num_threads(os.cpu_count() or 1)  # FLOPs do not depend on threads: count them faster
         with FlopCounterMode(display=False) as counter:
             extract_video(video, [extractor])
