@@ -254,3 +254,14 @@ def test_evaluate_on_constant_predictions_warns_once_per_reason_and_never_invent
     assert len(messages) == len(set(messages))
     assert all(math.isnan(out[k]) for k in ("srocc", "krocc", "plcc", "plcc_fitted", "srocc_ci_low"))
     assert out["rank_acc"] == 0.5  # every pair is a tie, counted half
+
+
+def test_evaluate_on_one_source_has_no_kvq_score_and_no_warning() -> None:
+    import warnings
+
+    pred, mos = np.array([3.0, 2.0, 1.0, 0.5, 0.2, 0.1]), np.array([4.0, 3.0, 1.0, 2.0, 0.5, 0.2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", metrics.MetricWarning)
+        out = metrics.evaluate(pred, mos, groups=["a"] * 6)
+    assert np.isnan(out["acc_nonsource"]) and np.isnan(out["kvq_score"])
+    assert out["acc_source"] == pytest.approx(14 / 15)  # 15 pairs, (1.0, 0.5) vs (1, 2) is the one wrong

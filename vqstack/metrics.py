@@ -526,7 +526,14 @@ def evaluate(
         out["srocc_ci_low"], out["srocc_ci_high"] = bootstrap_srocc_ci(p, m, n_resamples=n_resamples, seed=seed)
         everyone = RankPairs.from_groups(["all"] * p.size, m, kind="source", seed=seed)
         out["rank_acc"] = rank_pair_accuracy(p, everyone, ties="half")
-        if groups is not None or source_pairs is not None or nonsource_pairs is not None:
+        single_source = (groups is not None and source_pairs is None and nonsource_pairs is None
+                         and len(set(groups)) < 2)
+        if single_source:  # (a leave-one-source-out split): no pairs across sources, so no KVQ score
+            assert groups is not None
+            pairs = RankPairs.from_groups(groups, m, kind="source", seed=seed)
+            out.update({"acc_source": rank_pair_accuracy(p, pairs, ties="half"), "acc_nonsource": float("nan"),
+                        "kvq_score": float("nan")})
+        elif groups is not None or source_pairs is not None or nonsource_pairs is not None:
             ties: Literal["first", "half"] = "first"
             if source_pairs is None or nonsource_pairs is None:
                 if groups is None:
