@@ -87,11 +87,16 @@ def run_demo(out: Path, *, workers: int = 2, seconds: float = 2.0) -> int:
     t0 = time.perf_counter()
     outcome = fit_from_config(cfg)
     sv = outcome.summary["svr"]["srocc"]
-    print(f"[5/6] fuse fit (leave-one-source-out, target = VMAF): SVR SROCC median {sv['median']:.3f} "
-          f"over {int(sv['n'])} held-out sources ({time.perf_counter() - t0:.1f} s) -> {out / 'fusion'}")
-
     by_name = {Path(r.path).name: r for r in ladder}
     ids = [Path(r.path).name for r in ladder]
+    per_held_out = {by_name[ids[res.test_idx[0]]].source: res.metrics["srocc"]
+                    for res in outcome.results if res.learner == "svr"}
+    print(f"[5/6] fuse fit (leave-one-source-out, target = VMAF): SVR SROCC median {sv['median']:.3f} "
+          f"over {int(sv['n'])} held-out sources ({time.perf_counter() - t0:.1f} s) -> {out / 'fusion'}\n"
+          f"      per held-out source (Spearman with VMAF; >= 0.9 in "
+          f"{sum(v >= 0.9 for v in per_held_out.values())} of {len(per_held_out)}): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_held_out.items())))
+
     rows = []
     for res in outcome.results:
         if res.learner != "svr":
