@@ -17,7 +17,7 @@ def test_demo_runs_end_to_end_and_reuses_its_cache(tmp_path: Path, capsys: pytes
     assert main(["demo", "--out", str(out), "--seconds", "0.6", "--workers", "2"]) == 0
     printed = capsys.readouterr().out
     assert "[6/6] ladders ranked in order" in printed and "per held-out source" in printed
-    assert "(0 cache hits)" in printed
+    assert "(0 from the cache)" in printed
     with (out / "labels.csv").open() as fh:
         labels = list(csv.DictReader(fh))
     sources = {r["source"] for r in labels}
@@ -30,4 +30,4 @@ def test_demo_runs_end_to_end_and_reuses_its_cache(tmp_path: Path, capsys: pytes
     assert (out / "fusion" / "model.joblib").is_file() and any((out / "frames_2fps").rglob("*.png"))
     # a second run finds everything in place: the extraction is all cache hits
     assert main(["demo", "--out", str(out), "--seconds", "0.6", "--workers", "2"]) == 0
-    assert f"({17 * len(sources)} cache hits)" in capsys.readouterr().out
+    assert f"({17 * len(sources)} from the cache)" in capsys.readouterr().out

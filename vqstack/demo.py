@@ -64,7 +64,8 @@ def run_demo(out: Path, *, workers: int = 2, seconds: float = 2.0) -> int:
     store = out / "store"
     first = run_extract(videos, [ExtractorRequest("nss")], store, workers=workers, progress=False)
     second = run_extract(videos, [ExtractorRequest("nss")], store, workers=workers, progress=False)
-    print(f"[4/6] extract nss -> {store}: {first.report.summary()} in {first.seconds:.1f} s; "
+    print(f"[4/6] extract nss -> {store}: {first.report.summary()} ({first.cache_hits} from the cache) "
+          f"in {first.seconds:.1f} s; "
           f"rerun: {second.cache_hits} cache hits in {second.seconds:.2f} s "
           f"({100 * second.seconds / max(first.seconds, 1e-9):.1f}% of the first run)")
     if first.report.failed:
