@@ -51,16 +51,17 @@ def test_bigbuckbunny_shapes_and_determinism(bbb: Path, vit_b16: cl.CLIPExtracto
 
 
 def test_crop_preprocessing_matches_clip_transforms() -> None:
-    """CLIP's own pipeline: torchvision Resize(224, bicubic) on a PIL image, then CenterCrop(224)."""
+    """CLIP's own pipeline: torchvision Resize(224, bicubic) on a PIL image, then CenterCrop(224). Ours runs
+    torch's uint8 kernels (7x faster): the same geometry, within one grey level on a few pixels."""
     from PIL import Image
     from torchvision import transforms as T
 
     frame = np.random.default_rng(0).integers(0, 256, (72, 128, 3), dtype=np.uint8)
-    ours = cl.preprocess_frame(frame, 48, "crop")
     tv = T.Compose([T.Resize(48, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(48)])
-    assert np.array_equal(ours, np.asarray(tv(Image.fromarray(frame))))
-    squash = cl.preprocess_frame(frame, 48, "squash")
-    assert np.array_equal(squash, np.asarray(T.Resize((48, 48))(Image.fromarray(frame))))
+    for ours, reference in ((cl.preprocess_frame(frame, 48, "crop"), tv(Image.fromarray(frame))),
+                            (cl.preprocess_frame(frame, 48, "squash"), T.Resize((48, 48))(Image.fromarray(frame)))):
+        diff = np.abs(ours.astype(int) - np.asarray(reference, dtype=int))
+        assert ours.shape == (48, 48, 3) and diff.max() <= 1 and (diff > 0).mean() < 0.01
 
 
 def test_config_is_validated() -> None:

@@ -44,7 +44,14 @@ from vqstack.extract.base import Extractor, FrameConsumer, WeightsSpec
 from vqstack.extract.pooling import pool_steps
 from vqstack.extract.probe import VideoInfo
 from vqstack.extract.sampling import segment_indices
-from vqstack.extract.torch_utils import autocast, load_checkpoint, load_state_strict, resolve_device, torch_versions
+from vqstack.extract.torch_utils import (
+    autocast,
+    load_checkpoint,
+    load_state_strict,
+    resize_uint8,
+    resolve_device,
+    torch_versions,
+)
 from vqstack.features.records import VideoFeatures
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI's, as open_clip.constants.OPENAI_DATASET_MEAN
@@ -188,20 +195,17 @@ def fit_positional_embedding(state: dict[str, torch.Tensor], model: torch.nn.Mod
 
 
 def preprocess_frame(frame: np.ndarray, size: int, resize: str) -> np.ndarray:
-    """One uint8 ``[H, W, 3]`` frame -> uint8 ``[size, size, 3]`` (CLIP's crop or COVER's squash, with PIL)."""
-    from PIL import Image
-
-    img = Image.fromarray(np.ascontiguousarray(frame))
+    """One uint8 ``[H, W, 3]`` frame -> uint8 ``[size, size, 3]``: CLIP's bicubic short-side resize + centre
+    crop, or COVER's bilinear squash; antialiased, as PIL does (torch kernels: see ``resize_uint8``)."""
     if resize == "squash":
-        return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
-    w, h = img.size
+        return resize_uint8(frame, (size, size), antialias=True)
+    h, w = frame.shape[:2]
     short, long = (w, h) if w <= h else (h, w)
     new_long = int(size * long / short)  # torchvision Resize(int): short side = size, long side truncated
     new_w, new_h = (size, new_long) if w <= h else (new_long, size)
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    img = resize_uint8(frame, (new_h, new_w), mode="bicubic", antialias=True)
     left, top = round((new_w - size) / 2.0), round((new_h - size) / 2.0)
-    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return np.ascontiguousarray(img[top:top + size, left:left + size])
 
 
 def feature_names(embed_dim: int, num_pairs: int) -> list[str]:
@@ -260,7 +264,7 @@ class CLIPExtractor(Extractor):
     """OpenAI CLIP image embedding + CLIP-IQA zero-shot quality of one frame per segment (COVER's semantic view)."""
 
     name = "clip"
-    version = "1"
+    version = "2"  # 2: torch antialiased resize instead of PIL (<= 1 grey level apart)
     config_cls = CLIPConfig
     view_kind = "segments"
     weights_spec = CLIP_WEIGHTS["ViT-B-16"]

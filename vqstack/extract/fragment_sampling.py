@@ -39,8 +39,8 @@ import math
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from vqstack.extract.torch_utils import resize_uint8
 
 OffsetMode = Literal["seeded", "centre"]
 
@@ -86,16 +86,6 @@ def upsampled_size(height: int, width: int, min_size: int = 224) -> tuple[int, i
     if ratio >= 1:
         return height, width
     return max(min_size, math.floor(height / ratio + 1e-6)), max(min_size, math.floor(width / ratio + 1e-6))
-
-
-def resize_uint8(frame: np.ndarray, size: tuple[int, int], antialias: bool = False) -> np.ndarray:
-    """Bilinear resize (align_corners=False) of a uint8 ``[H, W, 3]`` frame to ``size`` = (h, w), uint8 out."""
-    if frame.shape[:2] == size:
-        return np.ascontiguousarray(frame)
-    src = torch.from_numpy(frame if frame.flags.writeable else frame.copy())
-    out = F.interpolate(src.permute(2, 0, 1)[None], size=size, mode="bilinear", align_corners=False,
-                        antialias=antialias)
-    return out[0].permute(1, 2, 0).contiguous().numpy()
 
 
 def patch_origins(height: int, width: int, fractions: np.ndarray, *, fragments: int = 7,
@@ -189,7 +179,7 @@ class ResizeSampler:
         slots = self.slots.get(int(index))
         if not slots:
             return
-        small = resize_uint8(frame, self.size, self.antialias)
+        small = resize_uint8(frame, self.size, antialias=self.antialias)
         for k in slots:
             self.buffer[k] = small
             self.filled[k] = True

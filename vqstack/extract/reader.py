@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -166,11 +167,17 @@ class VideoReader:
             yield FrameChunk(indices=part, frames=frames)
 
     def _iter_pyav(self, wanted: np.ndarray, chunk: int) -> Iterator[FrameChunk]:
-        """Decode sequentially; convert to RGB only the wanted frames, into one reused buffer.
+        """Decode sequentially; convert to RGB only the wanted (sorted, unique) frames, into one reused buffer.
 
         Reusing the chunk buffer matters: allocating a fresh multi-megabyte array per frame and
         keeping a chunk of them alive costs more (page faults, allocator growth) than the colour
         conversion itself, and made peak memory grow with the video's length.
+
+        The colour conversion runs in one helper thread (PyAV releases the GIL in libswscale) while
+        this thread goes on decoding: ffmpeg's frame-threaded decoder leaves about a quarter of two
+        cores idle, and the conversion fills it (1080p, every frame wanted: 1.5x -> 1.15x the time
+        of a bare decode). At most one chunk of conversions is in flight; a chunk is yielded only
+        once all its frames are converted.
         """
         import av
 
@@ -180,7 +187,13 @@ class VideoReader:
             container = av.open(str(self.path), metadata_errors="ignore")
         except (av.error.FFmpegError, OSError) as exc:
             raise InputError(self.path, f"cannot open ({exc})") from exc
-        with container:
+        rotation = self.info.rotation
+        quarter_turn = (rotation // 90) % 2 == 1
+
+        def to_rgb(frame: Any, out: np.ndarray) -> None:
+            out[...] = rotate_frames(frame.to_ndarray(format="rgb24"), rotation)
+
+        with container, ThreadPoolExecutor(1, thread_name_prefix="vqstack-rgb") as converter:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if self.threads:
@@ -189,39 +202,50 @@ class VideoReader:
             buf: np.ndarray | None = None
             idx = np.empty(chunk, dtype=np.int64)
             n = 0
-            last: np.ndarray | None = None
+            pending: list[Future[None]] = []
+            last_frame: Any = None  # the last wanted frame that decoded (serves indices past the end)
+
+            def converted() -> None:
+                for job in pending:
+                    job.result()
+                pending.clear()
+
             try:
                 for frame_no, frame in enumerate(container.decode(stream)):
                     if pos >= len(wanted):
                         break
                     if frame_no != wanted[pos]:
                         continue
-                    last = rotate_frames(frame.to_ndarray(format="rgb24"), self.info.rotation)
-                    self.frames_decoded += 1
-                    while pos < len(wanted) and wanted[pos] == frame_no:
-                        if buf is None or buf.shape[1:] != last.shape:
-                            if n:  # a size change mid-stream: flush what is buffered first
-                                yield FrameChunk(idx[:n].copy(), buf[:n])  # type: ignore[index]
-                                n = 0
-                            buf = np.empty((chunk, *last.shape), dtype=np.uint8)
-                        buf[n] = last
-                        idx[n] = frame_no
-                        n += 1
-                        pos += 1
-                        if n == chunk:
-                            yield FrameChunk(idx.copy(), buf)
+                    shape = (frame.width, frame.height, 3) if quarter_turn else (frame.height, frame.width, 3)
+                    if buf is None or buf.shape[1:] != shape:
+                        converted()
+                        if n:  # a size change mid-stream: flush what is buffered first
+                            yield FrameChunk(idx[:n].copy(), buf[:n])  # type: ignore[index]
                             n = 0
+                        buf = np.empty((chunk, *shape), dtype=np.uint8)
+                    pending.append(converter.submit(to_rgb, frame, buf[n]))
+                    last_frame = frame
+                    self.frames_decoded += 1
+                    idx[n] = frame_no
+                    n += 1
+                    pos += 1
+                    if n == chunk:
+                        converted()
+                        yield FrameChunk(idx.copy(), buf)
+                        n = 0
             except av.error.FFmpegError as exc:
-                if last is None:
+                if last_frame is None:
                     raise InputError(self.path, f"no decodable frame ({exc})") from exc
                 log.warning("%s: decoding stopped early (%s)", self.path, _short(exc))
-            if last is None:
+            converted()
+            if last_frame is None:
                 raise InputError(self.path, "no decodable video frame")
             if pos < len(wanted):
                 log.warning(
                     "%s: %d requested frames lie past the last decodable frame; repeating it",
                     self.path, len(wanted) - pos,
                 )
+                last = rotate_frames(last_frame.to_ndarray(format="rgb24"), rotation)
                 while pos < len(wanted):
                     assert buf is not None
                     buf[n] = last
