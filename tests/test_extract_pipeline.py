@@ -122,3 +122,25 @@ def test_second_writer_is_refused(small_videos: Path, tmp_path: Path, capsys: py
         code = main(["extract", "--feat", "nss", "--videos", str(small_videos), "--store", str(tmp_path / "store")])
     assert code == 2
     assert "another vqstack process" in capsys.readouterr().err
+
+
+def test_an_extractor_on_a_gpu_gets_a_reader_that_decodes_ahead(bad_inputs: dict[str, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from vqstack.extract import pipeline
+    from vqstack.extract.nss import NSSExtractor
+
+    class OnGPU(NSSExtractor):  # stands in for a torch extractor with torch_device cuda
+        on_accelerator = True
+
+    asked: list[int] = []
+    real_reader = pipeline.VideoReader
+
+    def spy(*args: object, **kwargs: object) -> object:
+        asked.append(int(kwargs.get("prefetch", 0)))  # type: ignore[call-overload]
+        return real_reader(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "VideoReader", spy)
+    on_cpu = extract_video(bad_inputs["good"], [NSSExtractor()]).features["nss"]
+    ahead = extract_video(bad_inputs["good"], [OnGPU()]).features["nss"]
+    assert asked == [0, 1]
+    np.testing.assert_array_equal(on_cpu.steps, ahead.steps)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,3 +108,47 @@ def test_corrupt_image_is_input_error(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xd8\xff garbage")
     with pytest.raises(InputError, match=r"broken\.jpg"):
         probe(bad)
+
+
+@pytest.mark.parametrize("case", ["good", "rotated", "uhd_4k", "ten_bit"])
+def test_prefetch_serves_the_same_frames_and_never_overwrites_a_held_chunk(bad_inputs: dict[str, Path],
+                                                                          case: str) -> None:
+    import time
+
+    info = probe(bad_inputs[case])
+    frame_bytes = info.width * info.height * 3
+    wanted = list(range(0, info.num_frames, 2))
+    reference = read_frames(bad_inputs[case], wanted)
+    reader = VideoReader(bad_inputs[case], info, max_chunk_bytes=3 * frame_bytes, prefetch=2)
+    served: list[int] = []
+    for chunk in reader.iter_chunks(wanted):
+        snapshot = chunk.frames.copy()
+        time.sleep(0.02)  # the decoding thread runs ahead meanwhile, into other buffers
+        assert np.array_equal(chunk.frames, snapshot)
+        rows = [wanted.index(i) for i in chunk.indices.tolist()]
+        assert np.array_equal(chunk.frames, reference[rows])
+        served += chunk.indices.tolist()
+    assert served == wanted and reader.decode_passes == 1
+
+
+def test_prefetch_passes_errors_on_and_stops_its_thread(bad_inputs: dict[str, Path]) -> None:
+    import threading
+
+    from vqstack.extract.reader import _prefetched
+
+    def failing() -> Iterator[Any]:
+        yield 1
+        raise InputError("x.mp4", "broken")
+
+    got = _prefetched(failing(), 1)
+    assert next(got) == 1
+    with pytest.raises(InputError, match="broken"):
+        next(got)
+    info = probe(bad_inputs["good"])
+    reader = VideoReader(bad_inputs["good"], info, max_chunk_bytes=info.width * info.height * 3, prefetch=1)
+    for _ in reader.iter_chunks():
+        break  # the consumer stops early: the decoding thread must end, not hang
+    chunks = reader.iter_chunks()
+    next(chunks)
+    chunks.close()
+    assert not [t for t in threading.enumerate() if t.name == "vqstack-decode"]

@@ -177,6 +177,12 @@ class Extractor(ABC):
         """
         return None
 
+    @property
+    def on_accelerator(self) -> bool:
+        """Whether this extractor's network runs on a GPU (torch extractors set ``torch_device``)."""
+        device = getattr(self, "torch_device", None)
+        return device is not None and device.type != "cpu"
+
     # -- weights ----------------------------------------------------------------------------------
 
     def selected_weights(self) -> WeightsSpec | None:

@@ -73,6 +73,7 @@ class VideoReader:
         backend: Backend = "auto",
         max_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         threads: int = 0,
+        prefetch: int = 0,
     ) -> None:
         self.path = Path(path)
         self.info = info if info is not None else probe(self.path)
@@ -81,6 +82,9 @@ class VideoReader:
         self.backend = backend
         self.max_chunk_bytes = max_chunk_bytes
         self.threads = threads
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+        self.prefetch = prefetch
         self.backend_used: str | None = None
         self.decode_passes = 0
         self.frames_decoded = 0
@@ -89,6 +93,9 @@ class VideoReader:
         """Yield the frames at ``indices`` (all frames if None), sorted and de-duplicated.
 
         The yielded ``frames`` may be a view of a reused buffer: copy what must outlive the chunk.
+        With ``prefetch=k`` the decoding runs in a background thread up to ``k`` chunks ahead, so it
+        overlaps the consumer's own work (a network on a GPU, or on the other CPU threads); a chunk
+        is still valid only until the next one is requested.
 
         Indices past the last decodable frame are served with the last frame that decoded (a
         container may announce more frames than a truncated stream holds); a warning says so.
@@ -100,6 +107,12 @@ class VideoReader:
         if wanted.size == 0:
             return
         self.decode_passes += 1
+        if self.prefetch:
+            yield from _prefetched(self._iter_wanted(wanted), self.prefetch)
+        else:
+            yield from self._iter_wanted(wanted)
+
+    def _iter_wanted(self, wanted: np.ndarray) -> Iterator[FrameChunk]:
         if self.info.is_image:
             yield from self._iter_image(wanted)
             return
@@ -200,6 +213,10 @@ class VideoReader:
                 stream.codec_context.thread_count = self.threads
             pos = 0
             buf: np.ndarray | None = None
+            # chunk buffers used in turn: one is enough when the consumer is done with a chunk before
+            # the next is decoded; with prefetch the consumer holds one and the queue `prefetch` more
+            ring: list[np.ndarray] = []
+            turns = 0
             idx = np.empty(chunk, dtype=np.int64)
             n = 0
             pending: list[Future[None]] = []
@@ -210,6 +227,16 @@ class VideoReader:
                     job.result()
                 pending.clear()
 
+            def next_buffer(shape: tuple[int, ...]) -> np.ndarray:
+                nonlocal turns
+                slot = turns % (self.prefetch + 2 if self.prefetch else 1)
+                turns += 1
+                if slot == len(ring):
+                    ring.append(np.empty((chunk, *shape), dtype=np.uint8))
+                elif ring[slot].shape[1:] != shape:
+                    ring[slot] = np.empty((chunk, *shape), dtype=np.uint8)
+                return ring[slot]
+
             try:
                 for frame_no, frame in enumerate(container.decode(stream)):
                     if pos >= len(wanted):
@@ -217,12 +244,13 @@ class VideoReader:
                     if frame_no != wanted[pos]:
                         continue
                     shape = (frame.width, frame.height, 3) if quarter_turn else (frame.height, frame.width, 3)
-                    if buf is None or buf.shape[1:] != shape:
+                    if n and buf is not None and buf.shape[1:] != shape:  # a size change mid-stream
                         converted()
-                        if n:  # a size change mid-stream: flush what is buffered first
-                            yield FrameChunk(idx[:n].copy(), buf[:n])  # type: ignore[index]
-                            n = 0
-                        buf = np.empty((chunk, *shape), dtype=np.uint8)
+                        yield FrameChunk(idx[:n].copy(), buf[:n])
+                        n = 0
+                    if n == 0:
+                        buf = next_buffer(shape)
+                    assert buf is not None
                     pending.append(converter.submit(to_rgb, frame, buf[n]))
                     last_frame = frame
                     self.frames_decoded += 1
@@ -247,6 +275,8 @@ class VideoReader:
                 )
                 last = rotate_frames(last_frame.to_ndarray(format="rgb24"), rotation)
                 while pos < len(wanted):
+                    if n == 0:
+                        buf = next_buffer(last.shape)
                     assert buf is not None
                     buf[n] = last
                     idx[n] = wanted[pos]
@@ -258,6 +288,59 @@ class VideoReader:
             if n:
                 assert buf is not None
                 yield FrameChunk(idx[:n].copy(), buf[:n])
+
+
+def _prefetched(source: Iterator[FrameChunk], depth: int) -> Iterator[FrameChunk]:
+    """Run ``source`` in a background thread, at most ``depth`` items ahead of the consumer.
+
+    An exception in ``source`` is raised here, in the consumer's thread; a consumer that stops early
+    (an error, ``break``) stops and joins the thread, which closes ``source`` (and its file).
+    """
+    import queue
+    import threading
+
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not offer(item):
+                    return
+            offer(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(_Raised(exc))
+        finally:
+            source.close()  # type: ignore[attr-defined]
+
+    worker = threading.Thread(target=produce, name="vqstack-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+@dataclass
+class _Raised:
+    exc: BaseException
 
 
 def _short(exc: BaseException) -> str:
