@@ -180,3 +180,25 @@ def test_fold_batch_norms_keeps_the_function() -> None:
         torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)
     train_net = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), torch.nn.BatchNorm3d(4))  # training mode: untouched
     assert fold_batch_norms(train_net) == 0
+
+
+def test_folding_slowfast_keeps_its_features() -> None:
+    """Folding relies on each batch norm being registered right after the convolution it follows."""
+    import copy
+
+    from vqstack.extract.torch_utils import fold_batch_norms
+
+    torch.manual_seed(0)
+    net = sf.build_slowfast_r50()
+    for m in net.modules():  # non-trivial statistics, or folding would be an identity anyway
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.1)
+    plain = sf.SlowFastFeatures(net).eval()
+    folded = copy.deepcopy(plain)
+    assert fold_batch_norms(folded) == 110
+    fast = torch.randn(1, 3, 32, SIZE, SIZE)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(fast[:, :, ::4], fast), plain(fast[:, :, ::4], fast), rtol=1e-5, atol=1e-2)
