@@ -110,3 +110,16 @@ def count_cpu_attention() -> None:
     @fc.register_flop_formula(op)
     def _sdpa_cpu(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
         return fc.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def reference_1080p(out: Path) -> Path:
+    """REFERENCE.md's 10 s 1080p clip: bigbuckbunny looped, scaled to 1920x1080, x264 medium CRF 23
+    (a generated testsrc2 stand-in when the shared clip is absent)."""
+    from vqstack.extract.ffmpeg_bin import ffmpeg_exe
+
+    bbb = SHARED / "videos" / "bigbuckbunny.mp4"
+    source = (["-stream_loop", "1", "-i", str(bbb), "-vf", "scale=1920:1080:flags=bicubic"] if bbb.is_file()
+              else ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25"])
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *source, "-t", "10", "-c:v", "libx264",
+                    "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p", "-an", str(out)], check=True)
+    return out

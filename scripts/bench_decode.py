@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench_common import SHARED, run_child, timed, write_results
+from bench_common import SHARED, reference_1080p, run_child, timed, write_results
 
 from vqstack.extract.ffmpeg_bin import ffmpeg_exe
 from vqstack.extract.frames import FrameDumpConfig, dump_video
@@ -31,19 +31,6 @@ for chunk in VideoReader(sys.argv[1]).iter_chunks():
     n += len(chunk.indices)
 print(n)
 """
-
-
-def make_1080p(out: Path, bbb: Path | None) -> Path:
-    exe = ffmpeg_exe()
-    if bbb is not None:
-        cmd = [exe, "-y", "-loglevel", "error", "-stream_loop", "1", "-i", str(bbb), "-t", "10", "-vf",
-               "scale=1920:1080:flags=bicubic", "-c:v", "libx264", "-preset", "medium", "-crf", "23",
-               "-pix_fmt", "yuv420p", "-an", str(out)]
-    else:
-        cmd = [exe, "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25", "-t", "10",
-               "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p", str(out)]
-    subprocess.run(cmd, check=True)
-    return out
 
 
 def make_4k(out_dir: Path) -> dict[int, Path]:
@@ -106,7 +93,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        files = {"1080p 10 s x264": make_1080p(work / "clip1080.mp4", bbb if bbb.exists() else None)}
+        files = {"1080p 10 s x264": reference_1080p(work / "clip1080.mp4")}
         if bbb.exists():
             files = {"bigbuckbunny 720p 5.3 s": bbb, **files}
         for label, path in files.items():

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import SHARED, count_cpu_attention, decode_seconds, network_timer, write_results
+from bench_common import count_cpu_attention, decode_seconds, network_timer, reference_1080p, write_results
 
 THREADS = 2
 
@@ -55,19 +55,6 @@ VARIANTS: list[tuple[str, str, dict[str, Any], str]] = [
     ("fragments DOVER-Mobile", "fragments", {"model": "dover-mobile"}, "3.21 s (sampling 1.57 s), 1.8-3.4 GiB"),
 ]
 SHARED_DECODE = ("frame_iqa", "slowfast", "clip", "fragments")
-
-
-def make_clip(out: Path) -> Path:
-    """REFERENCE.md's 10 s 1080p clip, made from the shared bigbuckbunny (or a generated stand-in)."""
-    from vqstack.extract.ffmpeg_bin import ffmpeg_exe
-
-    src = SHARED / "videos" / "bigbuckbunny.mp4"
-    source = ["-stream_loop", "1", "-i", str(src)] if src.is_file() else \
-        ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=24"]
-    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *source, "-t", "10",
-                    "-vf", "scale=1920:1080:flags=bicubic", "-c:v", "libx264", "-preset", "medium", "-crf", "23",
-                    "-pix_fmt", "yuv420p", "-an", str(out)], check=True)
-    return out
 
 
 def decode_floor(video: Path, repeat: int = 3) -> float:
@@ -220,7 +207,7 @@ def main() -> None:
     from vqstack.extract.ffmpeg_bin import ffmpeg_exe
 
     with tempfile.TemporaryDirectory() as tmp:
-        video = args.video or make_clip(Path(tmp) / "clip1080.mp4")
+        video = args.video or reference_1080p(Path(tmp) / "clip1080.mp4")
         warm = Path(tmp) / "warm.mp4"
         subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(video), "-t", "1.2", "-c:v", "libx264",
                         "-preset", "ultrafast", "-an", str(warm)], check=True)
