@@ -149,7 +149,7 @@ def test_an_extractor_on_a_gpu_gets_a_reader_that_decodes_ahead(bad_inputs: dict
 @pytest.mark.parametrize(("picked", "shared"), [([0, 2, 4, 6], True), ([3], True), ([1, 2, 3], True),
                                                 ([0, 1, 5], False), ([9], True)])
 def test_evenly_spaced_picks_reach_consumers_as_views(picked: list[int], shared: bool) -> None:
-    from vqstack.extract.pipeline import _select
+    from vqstack.extract.base import _select
 
     frames = np.arange(10 * 4 * 3 * 3, dtype=np.uint8).reshape(10, 4, 3, 3)
     mask = np.zeros(10, bool)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from vqstack.errors import ConfigError, WeightsError
-from vqstack.extract.base import Extractor, FrameConsumer, sha256_file
+from vqstack.extract.base import Extractor, FrameConsumer, feed, sha256_file
 from vqstack.extract.pooling import pool_steps
 from vqstack.extract.probe import VideoInfo
 from vqstack.features.records import VideoFeatures
@@ -66,13 +66,11 @@ class _Composite(FrameConsumer):
 
     def __init__(self, ex: BranchExtractor, info: VideoInfo) -> None:
         self.ex = ex
-        self.parts = [(s.begin(info), set(s.frame_indices(info).tolist())) for s in ex.sources]
+        self.parts = [(s.begin(info), np.asarray(s.frame_indices(info), dtype=np.int64)) for s in ex.sources]
 
     def consume(self, indices: np.ndarray, frames: np.ndarray) -> None:
         for consumer, wanted in self.parts:
-            mask = np.fromiter((int(i) in wanted for i in indices), bool, len(indices))
-            if mask.any():
-                consumer.consume(indices[mask], frames[mask])
+            feed(consumer, wanted, indices, frames)
 
     def finish(self) -> VideoFeatures:
         outs = [c.finish() for c, _ in self.parts]

@@ -122,6 +122,33 @@ class FrameConsumer(ABC):
         """All requested frames were consumed: return the video's features."""
 
 
+def feed(consumer: FrameConsumer, wanted: np.ndarray, indices: np.ndarray, frames: np.ndarray) -> None:
+    """Give ``consumer`` the frames of a decoded chunk that are among its ``wanted`` indices.
+
+    One place for the dispatch of a shared decode (the pipeline, composite extractors): the whole
+    chunk when all of it is wanted, else only the wanted frames, as a view when they are evenly spaced.
+    """
+    mask = np.isin(indices, wanted)
+    if mask.all():
+        consumer.consume(indices, frames)
+    elif mask.any():
+        consumer.consume(indices[mask], _select(frames, mask))
+
+
+def _select(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``frames[mask]`` without copying when the picked frames are evenly spaced (a strided view).
+
+    Why: views take every 2nd frame (fragments), runs of consecutive frames (SlowFast chunks) or a
+    few frames; copying the picked 1080p frames for each consumer of a shared decode cost about
+    0.1 s per 10 s clip. Uneven picks are copied.
+    """
+    picked = np.flatnonzero(mask)
+    step = int(picked[1] - picked[0]) if picked.size > 1 else 1
+    if step > 0 and np.all(np.diff(picked) == step):
+        return frames[picked[0]:picked[-1] + 1:step]
+    return frames[mask]
+
+
 class Extractor(ABC):
     """Base class of every extractor; subclasses set the class attributes and two methods.
 
