@@ -20,6 +20,7 @@ from vqstack.fusion.preprocessing import (
     PreprocessConfig,
     PreprocessWarning,
     VarianceFilter,
+    ZScoreClipper,
     check_features,
     make_preprocessor,
     with_preprocessing,
@@ -48,6 +49,7 @@ def _expected_failures(estimator: Any) -> dict[str, str]:
         NonFiniteHandler(),
         NonFiniteHandler(policy="median"),
         VarianceFilter(),
+        ZScoreClipper(limit=2.0),
     ],
     expected_failed_checks=_expected_failures,
 )
@@ -310,9 +312,43 @@ def test_preprocessor_is_fitted_on_the_training_rows_only() -> None:
     assert [name for name, _ in model.steps] == ["nonfinite", "variance", "scale", "pca", "learner"]
 
 
+def test_clip_limits_test_z_scores_to_the_training_range() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 3))
+    pipe = make_preprocessor(PreprocessConfig(clip=2.0)).fit(X)
+    assert [name for name, _ in pipe.steps] == ["nonfinite", "variance", "scale", "clip"]
+    far = np.array([[100.0, -100.0, X[0, 2]]])
+    z = pipe.transform(far)
+    assert z[0, 0] == 2.0 and z[0, 1] == -2.0  # a column far outside the training range stops at +-2
+    np.testing.assert_allclose(z[0, 2], pipe.named_steps["scale"].transform(far)[0, 2])  # in range: unchanged
+    assert np.abs(pipe.transform(X)).max() <= 2.0
+
+
+def test_clip_keeps_an_out_of_range_column_from_flattening_the_svr() -> None:
+    """One column far off the training range (content, not quality) sends every RBF kernel value to ~0
+    and the prediction to the training mean; clipped, the informative column still ranks the test rows."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(60, 4))
+    y = 3.0 * X[:, 0] + 0.1 * rng.normal(size=60)
+    X_test = rng.normal(size=(12, 4))
+    X_test[:, 3] = 40.0  # nuisance columns far outside what the training rows showed
+    X_test[:, 2] = -40.0
+    truth = X_test[:, 0]
+    plain = with_preprocessing(SVRRegressor(), PreprocessConfig()).fit(X, y).predict(X_test)
+    clipped = with_preprocessing(SVRRegressor(), PreprocessConfig(clip=3.0)).fit(X, y).predict(X_test)
+    assert np.ptp(plain) < 0.05 * np.ptp(clipped)
+    assert stats.spearmanr(clipped, truth)[0] > 0.9
+
+
+def test_zscore_clipper_needs_fit() -> None:
+    with pytest.raises(NotFittedError):
+        ZScoreClipper().transform(np.zeros((2, 2)))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"pca": 0}, ">= 1"), ({"pca": 1.5}, r"in \(0, 1\)"), ({"nonfinite": "zero"}, "'error' or 'median'")],
+    [({"pca": 0}, ">= 1"), ({"pca": 1.5}, r"in \(0, 1\)"), ({"nonfinite": "zero"}, "'error' or 'median'"),
+     ({"clip": 0}, "positive"), ({"clip": True}, "positive"), ({"clip": 3.0, "standardize": False}, "standardize")],
 )
 def test_preprocess_config_validation(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):

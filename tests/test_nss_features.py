@@ -14,9 +14,11 @@ from vqstack.extract.nss_features import (
     TEMPORAL_FEATURE_NAMES,
     frame_features,
     gaussian_blur,
+    global_shift,
     immerkaer_noise,
     mscn,
     temporal_features,
+    temporal_noise,
 )
 from vqstack.extract.nss_fit import aggd_from_stats, aggd_stats, fit_aggd, fit_ggd, ggd_ratio, invert_ggd_ratio
 
@@ -155,6 +157,44 @@ def test_temporal_zero_for_identical_and_grows_with_shift(natural_rgb: np.ndarra
         i = TEMPORAL_FEATURE_NAMES.index(name)
         assert 0.0 < small[i] < large[i], name
     assert np.count_nonzero(small) > len(TEMPORAL_FEATURE_NAMES) // 2
+
+
+@pytest.mark.parametrize(("dy", "dx"), [(0, 0), (3, -7), (-5, 2), (11, 13)])
+def test_global_shift_recovers_a_pan(dy: int, dx: int) -> None:
+    base = _pink_gray(256, seed=4).astype(np.float32)
+    prev, cur = base[20:220, 20:220], base[20 - dy : 220 - dy, 20 - dx : 220 - dx]
+    assert global_shift(prev, cur) == (dy, dx)
+
+
+def test_temporal_noise_sees_frame_to_frame_noise_but_not_a_clean_pan() -> None:
+    """A clean pan is ~0 after motion compensation (unlike the raw difference); independent noise in
+    each frame raises both percentiles in proportion to its level, however textured the content."""
+    rng = np.random.default_rng(5)
+    base = _pink_gray(320, seed=6)
+    prev, cur = base[30:270, 30:290], base[26:266, 36:296]  # a pan of (4, -6) pixels
+    clean = temporal_noise(prev.astype(np.float32), cur.astype(np.float32))
+    assert clean == (0.0, 0.0)
+    assert float(np.abs(cur - prev).mean()) > 1.0  # the uncompensated difference is far from 0
+    levels = []
+    for sigma in (2.0, 6.0):
+        noisy = [(f + rng.normal(0, sigma, f.shape)).astype(np.float32) for f in (prev, cur)]
+        p10, p50 = temporal_noise(*noisy)
+        assert 0.0 < p10 <= p50
+        # mean |difference of two N(0, s^2)| = 2 s / sqrt(pi); block means scatter only a little around it
+        assert p50 == pytest.approx(2.0 * sigma / np.sqrt(np.pi), rel=0.1)
+        levels.append(p10)
+    assert levels[1] > 2.5 * levels[0]
+
+
+def test_temporal_features_measure_noise_not_motion(natural_rgb: np.ndarray) -> None:
+    i = TEMPORAL_FEATURE_NAMES.index("tnoise_mc_p10_log")
+    j = TEMPORAL_FEATURE_NAMES.index("tnoise_mc_p50_log")
+    assert TEMPORAL_FEATURE_NAMES[-2:] == ("tnoise_mc_p10_log", "tnoise_mc_p50_log")
+    panned = temporal_features(natural_rgb, np.roll(natural_rgb, (2, 4), axis=(0, 1)))
+    assert panned[i] == 0.0 and panned[j] < 0.05  # only the wrapped border blocks differ
+    noise = np.random.default_rng(7).normal(0, 5, natural_rgb.shape)
+    noisy = np.clip(np.rint(natural_rgb + noise), 0, 255).astype(np.uint8)
+    assert temporal_features(natural_rgb, noisy)[i] > 0.5
 
 
 # ----------------------------------------------------------------------------------------------- fitting

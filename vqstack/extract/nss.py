@@ -4,7 +4,8 @@ Per sampled frame (2 fps by default, every frame of a still image): BRISQUE MSCN
 scales plus sharpness, noise, colour, contrast and blockiness cues (:mod:`nss_features`). Per
 sampled frame also the statistics of its difference with the *next* frame (frame-difference NSS,
 motion energy): adjacent frames, not the next 2 fps sample, so the cue measures temporal
-distortion rather than scene motion over half a second. Pooled over time by mean, std, min, max and
+distortion rather than scene motion over half a second; among them the temporal noise left after
+global-motion compensation. Pooled over time by mean, std, min, max and
 percentiles.
 """
 
@@ -86,7 +87,7 @@ class _NSSConsumer(FrameConsumer):
 
 class NSSExtractor(Extractor):
     name = "nss"
-    version = "1"
+    version = "2"  # 2: motion-compensated temporal noise (tnoise_mc_*)
     config_cls = NSSConfig
     view_kind = "fps"
     description = "BRISQUE-style MSCN + sharpness/noise/colour/contrast/blockiness + frame-difference NSS"

@@ -32,8 +32,11 @@ scales, gradient percentiles and local-contrast percentiles added dimensions wit
 Temporal features (frame differences of two sampled frames): motion energy (mean, RMS, 99th percentile
 of the absolute luminance difference, share of changed pixels, change of mean luminance) and the NSS of
 the difference (GGD of the raw difference, BRISQUE-style MSCN GGD and H/V product AGGD fits of the
-difference, as used for temporal NSS e.g. by RAPIQUE, Tu et al. 2021). Every temporal feature is 0 for
-identical frames.
+difference, as used for temporal NSS e.g. by RAPIQUE, Tu et al. 2021), and a temporal noise level: the
+10th percentile and median of the block-wise residual after global-motion compensation (phase
+correlation), which separates frame-to-frame noise from texture where a spatial estimate cannot (added
+in version 2 for the demo's noise ladders: the spatial cues read mild noise as detail). Every temporal
+feature is 0 for identical frames.
 
 Why this module is pure numpy: it must run on any CPU without torch, at video rate (float32 separable
 filters, reductions instead of boolean indexing, one lookup-table fit for all maps).
@@ -46,7 +49,7 @@ from scipy import ndimage
 
 from vqstack.extract.nss_fit import aggd_from_stats, aggd_stats, ggd_from_moments
 
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
 """Bump when any feature's definition or order changes: stored features carry it, so stale caches show."""
 
 MIN_SIDE = 32
@@ -120,6 +123,8 @@ TEMPORAL_FEATURE_NAMES: tuple[str, ...] = (
     "tdiff_ggd_var_log",
     *(f"tdiff_s{s}_mscn_{k}" for s in (1, 2) for k in ("shape", "var")),
     *(f"tdiff_s1_{p}_{k}" for p in ("h", "v") for k in ("shape", "mean", "lvar", "rvar")),
+    "tnoise_mc_p10_log",
+    "tnoise_mc_p50_log",
 )
 
 
@@ -407,6 +412,46 @@ def blockiness(y: np.ndarray, block: int = BLOCK) -> float:
     return float(np.log((across + 1.0) / (inside + 1.0)))
 
 
+def global_shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """Integer translation ``(dy, dx)`` that best maps ``a`` onto ``b`` (``b[y, x] ~ a[y - dy, x - dx]``), by
+    phase correlation (Kuglin & Hines 1975): the peak of the inverse FFT of the normalised cross-power
+    spectrum. Why this: one global shift is the cheapest motion model that holds for pans and static
+    shots, and phase correlation finds it in two FFTs, independently of brightness and contrast."""
+    fa = np.fft.rfft2(a - np.float32(a.mean()))
+    fb = np.fft.rfft2(b - np.float32(b.mean()))
+    cross = fb * np.conj(fa)
+    cross /= np.abs(cross) + 1e-6
+    corr = np.fft.irfft2(cross, s=a.shape)
+    dy, dx = (int(v) for v in np.unravel_index(int(np.argmax(corr)), corr.shape))
+    h, w = a.shape
+    return (dy - h if dy > h // 2 else dy), (dx - w if dx > w // 2 else dx)
+
+
+def temporal_noise(prev_y: np.ndarray, y: np.ndarray, block: int = BLOCK) -> tuple[float, float]:
+    """Motion-compensated temporal residual: 10th percentile and median over ``block x block`` blocks of
+    the mean absolute difference between ``y`` and ``prev_y`` shifted by their :func:`global_shift`.
+
+    Why: temporal noise (sensor noise, film grain, dither) is independent from frame to frame while
+    the scene moves coherently, so once the motion is compensated the best-matched blocks (the low
+    percentile) keep only noise and coding flicker; on clean content they are ~0. Unlike a spatial noise
+    estimate it does not mistake fine texture for noise. Computed at half resolution by the caller (cheap,
+    and the 2x2 average keeps noise while softening sub-pixel motion). Both values are 0 for identical
+    frames; blocks wholly inside the overlap of the two frames only.
+    """
+    dy, dx = global_shift(prev_y, y)
+    h, w = y.shape
+    oh, ow = h - abs(dy), w - abs(dx)
+    if oh < block or ow < block:
+        return 0.0, 0.0
+    cur = y[max(dy, 0) : max(dy, 0) + oh, max(dx, 0) : max(dx, 0) + ow]
+    ref = prev_y[max(-dy, 0) : max(-dy, 0) + oh, max(-dx, 0) : max(-dx, 0) + ow]
+    bh, bw = (oh // block) * block, (ow // block) * block
+    res = np.abs(cur[:bh, :bw] - ref[:bh, :bw])
+    blocks = res.reshape(bh // block, block, bw // block, block).mean(axis=(1, 3))
+    p10, p50 = np.percentile(blocks, [10, 50])
+    return float(p10), float(p50)
+
+
 # --------------------------------------------------------------------------------------------------
 # Public entry points
 # --------------------------------------------------------------------------------------------------
@@ -448,13 +493,16 @@ def temporal_features(prev_rgb: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     Motion energy: mean, RMS and 99th percentile of ``|dY|`` (/255), share of pixels changing by more
     than 8 grey levels, and the change of mean luminance (flicker). NSS of the difference: GGD of ``dY``
     (shape, log(1 + variance)), GGD of its MSCN at full and half resolution, and AGGD of the horizontal
-    and vertical MSCN products at full resolution.
+    and vertical MSCN products at full resolution. Temporal noise: :func:`temporal_noise` of the
+    half-resolution luminance (log(1 + grey levels)).
     """
     prev_rgb, rgb = check_rgb(prev_rgb, "prev_rgb"), check_rgb(rgb)
     if prev_rgb.shape != rgb.shape:
         raise ValueError(f"The two frames must have the same shape, got {prev_rgb.shape} and {rgb.shape}")
-    d = luminance(ensure_min_size(rgb))
-    d -= luminance(ensure_min_size(prev_rgb))
+    y_cur = luminance(ensure_min_size(rgb))
+    y_prev = luminance(ensure_min_size(prev_rgb))
+    tnoise = temporal_noise(downsample2(y_prev), downsample2(y_cur))
+    d = np.subtract(y_cur, y_prev, out=y_cur)
     n = d.size
     ad = np.abs(d)
     mad = float(np.add.reduce(ad, axis=None)) / n
@@ -478,6 +526,7 @@ def temporal_features(prev_rgb: np.ndarray, rgb: np.ndarray) -> np.ndarray:
             *prods[:2],
             *ggd_features(m2),
             *prods[2:],
+            *np.log1p(tnoise),
         ],
         dtype=np.float64,
     )

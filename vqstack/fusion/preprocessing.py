@@ -1,4 +1,4 @@
-"""Feature preprocessing before fusion: non-finite handling, constant-column filter, scaling, PCA.
+"""Feature preprocessing before fusion: non-finite handling, constant-column filter, scaling, clipping, PCA.
 
 Why a pipeline builder: every step learns something from data (medians, which columns vary, means,
 principal axes), so every step must be fitted on the training split only and re-applied to the test
@@ -33,6 +33,7 @@ __all__ = [
     "PreprocessConfig",
     "PreprocessWarning",
     "VarianceFilter",
+    "ZScoreClipper",
     "check_features",
     "find_nonfinite",
     "make_preprocessor",
@@ -51,13 +52,16 @@ class PreprocessConfig:
     """The ``preprocess`` section of a fusion config (loadable with :func:`vqstack.config.from_dict`).
 
     ``nonfinite``: ``"error"`` (default) or ``"median"``; ``variance_threshold``: columns whose training
-    variance is at most this are dropped; ``standardize``: z-score columns; ``pca``: ``None``, a number
-    of components (int >= 1) or a fraction of variance to keep (0 < float < 1); ``seed`` for PCA.
+    variance is at most this are dropped; ``standardize``: z-score columns; ``clip``: ``None`` or a
+    positive number ``c``, z-scores are then limited to ``[-c, c]`` (:class:`ZScoreClipper`; needs
+    ``standardize``); ``pca``: ``None``, a number of components (int >= 1) or a fraction of variance to
+    keep (0 < float < 1); ``seed`` for PCA.
     """
 
     nonfinite: Literal["error", "median"] = "error"
     variance_threshold: float = 0.0
     standardize: bool = True
+    clip: float | None = None
     pca: int | float | None = None
     seed: int = 0
 
@@ -66,6 +70,13 @@ class PreprocessConfig:
             raise ValueError(f"preprocess.nonfinite must be 'error' or 'median', got {self.nonfinite!r}")
         if not self.variance_threshold >= 0:
             raise ValueError(f"preprocess.variance_threshold must be >= 0, got {self.variance_threshold}")
+        if self.clip is not None:
+            if isinstance(self.clip, bool) or not (isinstance(self.clip, int | float) and self.clip > 0):
+                raise ValueError(
+                    f"preprocess.clip must be null or a positive number of standard deviations, got {self.clip!r}"
+                )
+            if not self.standardize:
+                raise ValueError("preprocess.clip limits z-scores and needs preprocess.standardize: true")
         if self.pca is not None:
             if isinstance(self.pca, bool):
                 raise ValueError("preprocess.pca must be null, an integer >= 1 or a fraction in (0, 1)")
@@ -255,9 +266,41 @@ class VarianceFilter(TransformerMixin, BaseEstimator):
         return np.asarray(input_features, dtype=object)[self.support_]
 
 
+class ZScoreClipper(TransformerMixin, BaseEstimator):
+    """Limit standardised features to ``[-limit, limit]`` (winsorising at ``limit`` training standard
+    deviations); learns nothing, so fitting only checks the input.
+
+    Why: an RBF kernel decays with the squared distance, so one feature far outside the training range
+    (a content property the training sources never showed, e.g. a photo's dark background in the
+    clipped-dark fraction) drives every kernel value to ~0 and the prediction to the training mean,
+    whatever the other features say. Clipping bounds the influence of any single column while keeping
+    the order of the values inside the range.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"limit": [Interval(Real, 0, None, closed="neither")]}
+
+    def __init__(self, *, limit: float = 3.0) -> None:
+        self.limit = limit
+
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> ZScoreClipper:
+        """Check the input (nothing to learn)."""
+        self._validate_params()
+        validate_data(self, X, dtype=np.float64)
+        return self
+
+    def transform(self, X: ArrayLike) -> NDArray[np.float64]:
+        """``X`` clipped to ``[-limit, limit]``."""
+        check_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return np.clip(X, -self.limit, self.limit)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "n_features_in_")
+
+
 def make_preprocessor(config: PreprocessConfig | None = None) -> Pipeline:
     """An unfitted preprocessing ``Pipeline`` from ``config`` (defaults: error on NaN, drop constants,
-    standardise, no PCA)."""
+    standardise, no clipping, no PCA)."""
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
@@ -268,6 +311,8 @@ def make_preprocessor(config: PreprocessConfig | None = None) -> Pipeline:
     ]
     if config.standardize:
         steps.append(("scale", StandardScaler()))
+    if config.clip is not None:
+        steps.append(("clip", ZScoreClipper(limit=float(config.clip))))
     if config.pca is not None:
         solver = "full" if isinstance(config.pca, float) else "auto"
         steps.append(("pca", PCA(n_components=config.pca, svd_solver=solver, random_state=config.seed)))
