@@ -83,7 +83,8 @@ def network_timer() -> Iterator[dict[str, float]]:
 
 
 def decode_seconds(video: Path, extractor: Any) -> float:
-    """Decode + sampling only: stream the extractor's frames through the reader, nothing else."""
+    """Decode + sampling only: stream the extractor's frames (through its view, if it has one) through
+    the reader, nothing else."""
     import numpy as np
 
     from vqstack.extract.probe import probe
@@ -91,8 +92,10 @@ def decode_seconds(video: Path, extractor: Any) -> float:
 
     info = probe(video)
     wanted = np.unique(np.asarray(extractor.frame_indices(info), dtype=np.int64))
+    view = extractor.begin(info).view  # a view (resize, fragments) runs in the reader while it decodes
+    views = {"view": (view, wanted)} if view is not None else None
     t0 = time.perf_counter()
-    for _ in VideoReader(video, info).iter_chunks(wanted):
+    for _ in VideoReader(video, info).iter_chunks(wanted, views=views, rgb=None if view is None else []):
         pass
     return time.perf_counter() - t0
 

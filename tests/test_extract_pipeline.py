@@ -156,3 +156,57 @@ def test_evenly_spaced_picks_reach_consumers_as_views(picked: list[int], shared:
     mask[picked] = True
     out = _select(frames, mask)
     assert np.array_equal(out, frames[mask]) and np.shares_memory(out, frames) is shared
+
+
+class _TagView:
+    """Says which path built a frame's view (``d``: the decoded frame, ``r``: RGB pixels)."""
+
+    def from_rgb(self, index: int, rgb: np.ndarray) -> str:
+        return f"r{index}"
+
+    def from_decoded(self, index: int, frame: object) -> str:
+        return f"d{index}"
+
+
+class _Recorder:
+    def __init__(self, view: object = None) -> None:
+        self.view = view
+        self.got: list[tuple[int, object]] = []
+
+    def consume(self, indices: np.ndarray, frames: object) -> None:
+        for i, f in zip(indices.tolist(), frames, strict=True):  # type: ignore[call-overload]
+            self.got.append((i, f if isinstance(f, str) else int(np.asarray(f, dtype=np.int64).sum())))
+
+
+class _Source:
+    def __init__(self, consumer: _Recorder, wanted: list[int]) -> None:
+        self.consumer, self.wanted = consumer, np.asarray(wanted)
+
+    def begin(self, info: object) -> _Recorder:
+        return self.consumer
+
+    def frame_indices(self, info: object) -> np.ndarray:
+        return self.wanted
+
+
+def test_composite_runs_its_sources_views_in_the_reader(bad_inputs: dict[str, Path]) -> None:
+    """A branch over several extractors gives each source what it gets when run alone: a source with a
+    view gets its view built from the decoded frame, an RGB source the RGB frames."""
+    from types import SimpleNamespace
+
+    from vqstack.branches.extractor import _Composite
+    from vqstack.extract.base import feed
+    from vqstack.extract.reader import VideoReader, read_frames
+
+    path = bad_inputs["good"]
+    info = probe(path)
+    viewed, plain = _Recorder(_TagView()), _Recorder()
+    composite = _Composite(SimpleNamespace(sources=[_Source(viewed, [1, 4, 6]), _Source(plain, [0, 4, 7])]),
+                           info)  # type: ignore[arg-type]
+    assert composite.view is not None
+    union = np.array([0, 1, 4, 6, 7])
+    for chunk in VideoReader(path, info).iter_chunks(union, views={"c": (composite.view, union)}, rgb=[]):
+        feed(composite, union, chunk.indices, chunk.frames, chunk.views["c"])  # type: ignore[arg-type]
+    assert viewed.got == [(1, "d1"), (4, "d4"), (6, "d6")]
+    expected = read_frames(path, [0, 4, 7]).astype(np.int64).reshape(3, -1).sum(axis=1).tolist()
+    assert plain.got == list(zip([0, 4, 7], expected, strict=True))

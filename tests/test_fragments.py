@@ -18,6 +18,7 @@ from vqstack.extract.fragment_sampling import (
     FragmentSampler,
     ResizeSampler,
     fragment_clip_indices,
+    offset_fractions,
     patch_origins,
     resize_uint8,
     upsampled_size,
@@ -109,7 +110,41 @@ def test_offsets_are_fixed_and_centre_mode() -> None:
     assert np.array_equal(a.fractions, b.fractions) and not np.array_equal(a.fractions, c.fractions)
     centre = FragmentSampler(indices, aligned=32, offsets="centre", seed=0)
     rows, cols = centre.origins(1080, 1920, 0)
-    assert rows[0, 0] == (1080 // 7 - 32) // 2 and cols[0, 0] == (1920 // 7 - 32) // 2
+    mid_row, mid_col = (1080 // 7 - 32) // 2, (1920 // 7 - 32) // 2  # 61 and 122: rounded to even
+    assert rows[0, 0] == mid_row + mid_row % 2 and cols[0, 0] == mid_col + mid_col % 2
+
+
+@pytest.mark.parametrize(("height", "width"), [(1080, 1920), (361, 643), (225, 224), (240, 320)])
+def test_origins_are_even_and_inside_cell_and_frame(height: int, width: int) -> None:
+    fractions = offset_fractions("seeded", 3, 4)
+    for group in range(4):
+        rows, cols = patch_origins(height, width, fractions[group])
+        for origin, size in ((rows, height), (cols, width)):
+            assert np.all(origin % 2 == 0) and np.all(origin >= 0) and np.all(origin + 32 <= size)
+        cell_rows, cell_cols = height // 7, width // 7
+        i, j = np.mgrid[0:7, 0:7]
+        lowest = np.minimum(i * cell_rows, height - 32) - 1  # one below the cell only if its start is odd
+        assert np.all(rows >= lowest) and np.all(cols >= np.minimum(j * cell_cols, width - 32) - 1)
+
+
+def test_fragments_from_yuv_planes_equal_cutting_the_rgb_frame(tmp_path: Path) -> None:
+    """The YUV path (libswscale on a 7x7 patch mosaic) is bit-identical to converting, then cutting."""
+    import av
+    from media import ffmpeg
+
+    from vqstack.extract.fragment_sampling import cut_fragments, cut_fragments_yuv, yuv_cuttable
+
+    for tag in ("bt709", "smpte170m"):
+        video = tmp_path / f"{tag}.mp4"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=450x260:rate=25:duration=0.2", "-vf", "noise=alls=30:allf=t",
+               "-pix_fmt", "yuv420p", "-colorspace", tag, "-color_primaries", "bt709" if tag == "bt709" else tag,
+               "-color_trc", "bt709" if tag == "bt709" else tag, "-c:v", "libx264", "-crf", "20", str(video))
+        with av.open(str(video)) as container:
+            for n, frame in enumerate(container.decode(video=0)):
+                assert yuv_cuttable(frame)
+                rows, cols = patch_origins(frame.height, frame.width, offset_fractions("seeded", n, 1)[0])
+                expected = cut_fragments(frame.to_ndarray(format="rgb24"), rows, cols)
+                assert np.array_equal(cut_fragments_yuv(frame, rows, cols), expected)
 
 
 def test_tiny_video_is_upsampled_and_sampled_over_the_whole_frame() -> None:
@@ -153,18 +188,42 @@ def test_fast_vqa_on_real_video(bbb: Path, fast_extractor: FragmentsExtractor) -
     assert np.isfinite(feats.steps).all()
 
 
-def test_fragments_bit_identical_across_runs(bbb: Path, fast_extractor: FragmentsExtractor) -> None:
+def test_decoded_view_equals_sampling_rgb_frames(bbb: Path, fast_extractor: FragmentsExtractor) -> None:
+    """The extractor's YUV-plane view gives the clips the training loader cuts from RGB frames."""
     if not bbb.is_file():
         pytest.skip(f"{bbb} not present")
+    from vqstack.extract.base import feed
     from vqstack.extract.probe import probe
     from vqstack.extract.reader import VideoReader
 
     info = probe(bbb)
+    consumer = fast_extractor.begin(info)
+    wanted = fast_extractor.frame_indices(info)
+    reader = VideoReader(bbb, info)
+    for chunk in reader.iter_chunks(wanted, views={"fragments": (consumer.view, wanted)}, rgb=[]):
+        feed(consumer, wanted, chunk.indices, chunk.frames, chunk.views["fragments"])
+    cfg = fast_extractor.config
+    reference = FragmentSampler(consumer.tech_indices, aligned=32, offsets=cfg.offsets, seed=cfg.seed)
+    for chunk in VideoReader(bbb, info).iter_chunks(wanted):
+        for index, frame in zip(chunk.indices.tolist(), chunk.frames, strict=True):
+            reference.add(index, frame)
+    assert np.array_equal(consumer.technical.clips(), reference.clips())
+
+
+def test_fragments_bit_identical_across_runs(bbb: Path, fast_extractor: FragmentsExtractor) -> None:
+    if not bbb.is_file():
+        pytest.skip(f"{bbb} not present")
+    from vqstack.extract.base import feed
+    from vqstack.extract.probe import probe
+    from vqstack.extract.reader import VideoReader
+
+    info = probe(bbb)
+    wanted = fast_extractor.frame_indices(info)
     runs = []
     for _ in range(2):
         consumer = fast_extractor.begin(info)
-        for chunk in VideoReader(bbb, info).iter_chunks(fast_extractor.frame_indices(info)):
-            consumer.consume(chunk.indices, chunk.frames)
+        for chunk in VideoReader(bbb, info).iter_chunks(wanted):
+            feed(consumer, wanted, chunk.indices, chunk.frames)  # no view outputs: the view is built from RGB
         runs.append(consumer.technical.clips().copy())  # type: ignore[attr-defined]
     assert np.array_equal(runs[0], runs[1])
 

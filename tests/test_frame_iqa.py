@@ -210,6 +210,25 @@ def test_batches_hold_equal_sizes_only(photo: Path) -> None:
     assert np.array_equal(got[0], got[3])
 
 
+def test_pending_frames_survive_the_readers_buffer_reuse(photo: Path) -> None:
+    """Frames waiting for a batch are copied out of the reader's chunk buffer, which is reused."""
+    ex = _make({}, batch_size=4)
+    img = np.asarray(Image.open(photo).convert("RGB"))
+    frames = [img, np.ascontiguousarray(img[::-1]), np.ascontiguousarray(img[:, ::-1])]
+    info = VideoInfo(path="x", duration=2.0, fps=2.0, num_frames=3, width=72, height=56, coded_width=72,
+                     coded_height=56, rotation=0, pix_fmt="yuv420p", codec="h264")
+    consumer = ex.begin(info)
+    buffer = np.empty((1, *img.shape), dtype=np.uint8)  # one chunk buffer, reused as the reader does
+    for i, frame in enumerate(frames):
+        buffer[0] = frame
+        consumer.consume(np.array([i]), buffer)
+    buffer[0] = 0
+    got = consumer.finish().steps
+    single = np.concatenate([ex.features(fi.preprocess(f[None], ex.config)) for f in frames])
+    np.testing.assert_allclose(got, single, rtol=1e-3, atol=1e-3)
+    assert not np.allclose(got[0], got[1], atol=1e-3)
+
+
 # -- checkpoint files ------------------------------------------------------------------------------
 
 SPEC_NAMES = {"efficientnet_lite0": "EFFICIENTNET_LITE0", "convnext_tiny": "CONVNEXT_TINY"}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from vqstack.errors import InputError
+from vqstack.extract.base import FrameView
 from vqstack.extract.ffmpeg_bin import ffmpeg_exe
 from vqstack.extract.probe import probe
 from vqstack.extract.reader import VideoReader, read_frames
@@ -152,3 +153,55 @@ def test_prefetch_passes_errors_on_and_stops_its_thread(bad_inputs: dict[str, Pa
     next(chunks)
     chunks.close()
     assert not [t for t in threading.enumerate() if t.name == "vqstack-decode"]
+
+
+class _SpyView(FrameView):
+    """Records which path built each frame's view; returns (index, path, display shape)."""
+
+    def from_rgb(self, index: int, rgb: np.ndarray) -> tuple[int, str, tuple[int, ...]]:
+        return index, "rgb", rgb.shape
+
+    def from_decoded(self, index: int, frame: object) -> tuple[int, str, tuple[int, ...]]:
+        return index, "decoded", (frame.height, frame.width, 3)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("case", ["good", "rotated", "ten_bit"])
+def test_views_get_their_frames_and_rgb_only_the_frames_asked(bad_inputs: dict[str, Path], case: str) -> None:
+    path = bad_inputs[case]
+    info = probe(path)
+    wanted, for_view, for_rgb = [0, 2, 3, 5, 9], [2, 3, 9], [0, 3, 5]
+    reference = read_frames(path, for_rgb)
+    got_views: dict[int, tuple[int, str, tuple[int, ...]]] = {}
+    got_rgb: dict[int, np.ndarray] = {}
+    for chunk in VideoReader(path, info, max_chunk_bytes=1).iter_chunks(wanted, views={"spy": (_SpyView(), for_view)},
+                                                                       rgb=for_rgb):
+        for i, out, frame in zip(chunk.indices.tolist(), chunk.views["spy"], chunk.frames, strict=True):
+            assert (out is None) == (i not in for_view)
+            if out is not None:
+                got_views[i] = out
+            if i in for_rgb:
+                got_rgb[i] = frame.copy()
+    assert sorted(got_views) == for_view and all(out[0] == i for i, out in got_views.items())
+    # display orientation either way; a rotated video's views are built from its rotated RGB frames
+    assert {out[1] for out in got_views.values()} == {"rgb" if case == "rotated" else "decoded"}
+    assert all(out[2] == (info.height, info.width, 3) for out in got_views.values())
+    assert np.array_equal(np.stack([got_rgb[i] for i in for_rgb]), reference)
+
+
+def test_views_only_reading_converts_no_frame_to_rgb(bad_inputs: dict[str, Path]) -> None:
+    path = bad_inputs["good"]
+    info = probe(path)
+    chunks = list(VideoReader(path, info).iter_chunks(None, views={"spy": (_SpyView(), np.arange(5))}, rgb=[]))
+    assert sum(len(c.indices) for c in chunks) == info.num_frames
+    assert all(c.frames.shape[1:] == (1, 1, 3) for c in chunks)  # no RGB buffer at the frame size
+    served = [out for c in chunks for out in c.views["spy"] if out is not None]
+    assert [out[0] for out in served] == list(range(5))
+
+
+def test_views_of_images_are_built_from_rgb(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.full((20, 30, 3), 7, dtype=np.uint8)).save(path)
+    chunk = next(VideoReader(path).iter_chunks([0], views={"spy": (_SpyView(), [0])}))
+    assert chunk.views["spy"] == [(0, "rgb", (20, 30, 3))]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from vqstack.errors import ConfigError, WeightsError
-from vqstack.extract.base import Extractor, FrameConsumer, feed, sha256_file
+from vqstack.extract.base import Extractor, FrameConsumer, FrameView, feed, sha256_file
 from vqstack.extract.pooling import pool_steps
 from vqstack.extract.probe import VideoInfo
 from vqstack.features.records import VideoFeatures
@@ -61,16 +61,56 @@ def branch_name(state: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9_.+]", "_", raw)
 
 
+class _CompositeView(FrameView):
+    """The views of a composite's parts, built together per frame: a part without a view gets RGB."""
+
+    def __init__(self, parts: list[tuple[FrameConsumer, np.ndarray]]) -> None:
+        self.parts = [(c.view, {int(i) for i in wanted.tolist()}) for c, wanted in parts]
+
+    def from_rgb(self, index: int, rgb: np.ndarray) -> list[Any]:
+        return [None if index not in wanted else rgb.copy() if view is None else view.from_rgb(index, rgb)
+                for view, wanted in self.parts]
+
+    def from_decoded(self, index: int, frame: Any) -> list[Any]:
+        rgb = None
+        out: list[Any] = []
+        for view, wanted in self.parts:
+            if index not in wanted:
+                out.append(None)
+            elif view is not None:
+                out.append(view.from_decoded(index, frame))
+            else:
+                rgb = frame.to_ndarray(format="rgb24") if rgb is None else rgb
+                out.append(rgb)
+        return out
+
+
 class _Composite(FrameConsumer):
-    """Feeds each source extractor its own frames; on finish turns their output into head input."""
+    """Feeds each source extractor its own frames; on finish turns their output into head input.
+
+    When a source builds its frames with a :class:`FrameView` the composite runs all the sources'
+    views in the reader (so each source sees exactly what it sees when run alone); otherwise it
+    passes the shared RGB frames through.
+    """
 
     def __init__(self, ex: BranchExtractor, info: VideoInfo) -> None:
         self.ex = ex
         self.parts = [(s.begin(info), np.asarray(s.frame_indices(info), dtype=np.int64)) for s in ex.sources]
+        if any(c.view is not None for c, _ in self.parts):
+            self.view = _CompositeView(self.parts)
 
-    def consume(self, indices: np.ndarray, frames: np.ndarray) -> None:
-        for consumer, wanted in self.parts:
-            feed(consumer, wanted, indices, frames)
+    def consume(self, indices: np.ndarray, frames: Any) -> None:
+        if self.view is None:
+            for consumer, wanted in self.parts:
+                feed(consumer, wanted, indices, frames)
+            return
+        for p, (consumer, _) in enumerate(self.parts):
+            rows = [(i, outs[p]) for i, outs in zip(indices.tolist(), frames, strict=True) if outs[p] is not None]
+            if not rows:
+                continue
+            picked = np.asarray([i for i, _ in rows], dtype=np.int64)
+            items = [item for _, item in rows]
+            consumer.consume(picked, items if consumer.view is not None else np.stack(items))
 
     def finish(self) -> VideoFeatures:
         outs = [c.finish() for c, _ in self.parts]

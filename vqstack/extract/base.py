@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -106,12 +106,44 @@ def resolve_weights(spec: WeightsSpec, weights: str | Path | None, weights_dir: 
     return path
 
 
-class FrameConsumer(ABC):
-    """Per-video state of one extractor: fed frames, then asked for the result."""
+class FrameView(ABC):
+    """An extractor's per-frame sampling, run by the reader while it decodes (its conversion thread).
+
+    Why: a view that needs far fewer pixels than a whole RGB frame (224x224 SlowFast frames, 7x7
+    fragment patches) is cheapest built straight from the decoded YUV frame: converting every 1080p
+    frame to RGB first cost a third of the decode time, and doing the resize or cut afterwards in the
+    consumer's thread stalled the decoder. A view always builds itself the same way, whichever other
+    extractors share the decode, so a video's features never depend on what ran beside them.
+
+    ``from_decoded`` gets a PyAV ``VideoFrame`` in coded orientation (the reader calls it only for
+    unrotated video); ``from_rgb`` gets a uint8 ``[H, W, 3]`` frame in display orientation (images,
+    the decord backend, rotated video). Both run in the reader's helper thread: keep them free of
+    shared mutable state. What they return reaches :meth:`FrameConsumer.consume` as the items of
+    ``frames`` (a list).
+    """
 
     @abstractmethod
-    def consume(self, indices: np.ndarray, frames: np.ndarray) -> None:
-        """Take frames ``[N, H, W, 3]`` uint8 at increasing frame ``indices``.
+    def from_rgb(self, index: int, rgb: np.ndarray) -> Any:
+        """The view of frame ``index`` from its RGB pixels."""
+
+    def from_decoded(self, index: int, frame: Any) -> Any:
+        """The view of frame ``index`` from the decoder's frame; default: through RGB."""
+        return self.from_rgb(index, frame.to_ndarray(format="rgb24"))
+
+
+class FrameConsumer(ABC):
+    """Per-video state of one extractor: fed frames, then asked for the result.
+
+    ``view`` is None for consumers of whole RGB frames (the reader's shared chunk buffer); a consumer
+    that sets a :class:`FrameView` receives that view's outputs instead.
+    """
+
+    view: FrameView | None = None
+
+    @abstractmethod
+    def consume(self, indices: np.ndarray, frames: Any) -> None:
+        """Take frames ``[N, H, W, 3]`` uint8 at increasing frame ``indices`` (or, with a ``view``, a
+        list of its ``N`` outputs).
 
         ``frames`` is only valid during this call (the reader reuses its buffer, and another
         extractor may get the same array): never modify it, and copy whatever you keep.
@@ -122,17 +154,32 @@ class FrameConsumer(ABC):
         """All requested frames were consumed: return the video's features."""
 
 
-def feed(consumer: FrameConsumer, wanted: np.ndarray, indices: np.ndarray, frames: np.ndarray) -> None:
+def feed(consumer: FrameConsumer, wanted: np.ndarray, indices: np.ndarray, frames: np.ndarray | None,
+         views: Sequence[Any] | None = None) -> None:
     """Give ``consumer`` the frames of a decoded chunk that are among its ``wanted`` indices.
 
     One place for the dispatch of a shared decode (the pipeline, composite extractors): the whole
     chunk when all of it is wanted, else only the wanted frames, as a view when they are evenly spaced.
+    ``views`` holds the outputs of the consumer's :class:`FrameView`, aligned with ``indices``; when a
+    consumer has a view and the caller has only RGB ``frames``, the view is built from them here.
     """
     mask = np.isin(indices, wanted)
-    if mask.all():
-        consumer.consume(indices, frames)
-    elif mask.any():
-        consumer.consume(indices[mask], _select(frames, mask))
+    if not mask.any():
+        return
+    whole = bool(mask.all())
+    picked = indices if whole else indices[mask]
+    rows = np.flatnonzero(mask).tolist()
+    if consumer.view is None:
+        if frames is None:
+            raise ValueError("feed: a consumer of RGB frames got a chunk without them")
+        consumer.consume(picked, frames if whole else _select(frames, mask))
+    elif views is not None:
+        consumer.consume(picked, [views[k] for k in rows])
+    else:
+        if frames is None:
+            raise ValueError("feed: a chunk with neither RGB frames nor view outputs")
+        view = consumer.view
+        consumer.consume(picked, [view.from_rgb(i, frames[k]) for i, k in zip(picked.tolist(), rows, strict=True)])
 
 
 def _select(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:

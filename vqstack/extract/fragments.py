@@ -28,13 +28,14 @@ Output (:class:`VideoFeatures`):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from vqstack.extract.base import Extractor, FrameConsumer, WeightsSpec
+from vqstack.extract.base import Extractor, FrameConsumer, FrameView, WeightsSpec
 from vqstack.extract.fragment_sampling import FragmentSampler, ResizeSampler, fragment_clip_indices
 from vqstack.extract.pooling import pool_steps
 from vqstack.extract.probe import VideoInfo
@@ -133,6 +134,23 @@ class FragmentsConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
+class _FragmentsView(FrameView):
+    """Per frame: its fragment images (cut from the YUV planes where it can) and its aesthetic frame."""
+
+    def __init__(self, technical: FragmentSampler, aesthetic: ResizeSampler | None) -> None:
+        self.technical, self.aesthetic = technical, aesthetic
+
+    def _aesthetic(self, index: int, rgb: Callable[[], np.ndarray]) -> np.ndarray | None:
+        return self.aesthetic.resize(rgb()) if self.aesthetic is not None and self.aesthetic.wants(index) else None
+
+    def from_rgb(self, index: int, rgb: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
+        return self.technical.cut(index, rgb), self._aesthetic(index, lambda: rgb)
+
+    def from_decoded(self, index: int, frame: Any) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
+        return (self.technical.cut_decoded(index, frame),
+                self._aesthetic(index, lambda: frame.to_ndarray(format="rgb24")))
+
+
 class _FragmentsConsumer(FrameConsumer):
     def __init__(self, extractor: FragmentsExtractor, info: VideoInfo) -> None:
         cfg, spec = extractor.config, extractor.spec
@@ -142,12 +160,13 @@ class _FragmentsConsumer(FrameConsumer):
         self.technical = FragmentSampler(self.tech_indices, aligned=spec.aligned, offsets=cfg.offsets, seed=cfg.seed)
         self.aesthetic = (ResizeSampler(extractor.aesthetic_indices(info), antialias=cfg.aesthetic_antialias)
                           if spec.aesthetic else None)
+        self.view = _FragmentsView(self.technical, self.aesthetic)
 
-    def consume(self, indices: np.ndarray, frames: np.ndarray) -> None:
-        for idx, frame in zip(indices.tolist(), frames, strict=True):
-            self.technical.add(idx, frame)
-            if self.aesthetic is not None:
-                self.aesthetic.add(idx, frame)
+    def consume(self, indices: np.ndarray, frames: Any) -> None:
+        for idx, (fragments, small) in zip(indices.tolist(), frames, strict=True):
+            self.technical.place(idx, fragments)
+            if self.aesthetic is not None and small is not None:
+                self.aesthetic.place(idx, small)
 
     def finish(self) -> VideoFeatures:
         ex = self.extractor
@@ -194,6 +213,24 @@ def retain_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
 
 
+class _Normalised(torch.nn.Module):
+    """uint8 clips ``[B, T, H, W, 3]`` -> one branch of the quality model, normalising on the device
+    (ImageNet mean/std on 0-255 pixels, as upstream) inside the module, so the network's call is all
+    the device work of a batch."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1, 1), persistent=False)
+
+    def forward(self, frames: torch.Tensor, branch: str) -> tuple[torch.Tensor, torch.Tensor]:
+        src = frames.permute(0, 4, 1, 2, 3)
+        x = torch.empty(src.shape, dtype=torch.float32, device=src.device).copy_(src)
+        x.sub_(self.mean).div_(self.std)
+        return getattr(self.model, branch)(x)
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
@@ -207,7 +244,7 @@ def dover_fused_score(technical: float, aesthetic: float) -> float:
 
 class FragmentsExtractor(Extractor):
     name = "fragments"
-    version = "1"
+    version = "2"  # 2: even patch origins (fragments cut from the YUV planes)
     config_cls = FragmentsConfig
     view_kind = "fragments"
     weights_spec: ClassVar[WeightsSpec | None] = WEIGHTS["fast-vqa-b"]
@@ -219,6 +256,7 @@ class FragmentsExtractor(Extractor):
         if self.torch_device.type == "cpu":
             retain_freed_memory()
         self.model = self._build_model()
+        self.on_device = _Normalised(self.model).to(self.torch_device)
 
     # -- weights ----------------------------------------------------------------------------------
 
@@ -266,13 +304,9 @@ class FragmentsExtractor(Extractor):
 
     # -- model ------------------------------------------------------------------------------------
 
-    def _to_input(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 ``[B, T, H, W, 3]`` -> normalised float ``[B, 3, T, H, W]`` on the device (one copy)."""
-        src = torch.from_numpy(frames).to(self.torch_device, non_blocking=True).permute(0, 4, 1, 2, 3)
-        x = torch.empty(src.shape, dtype=torch.float32, device=self.torch_device).copy_(src)
-        view = (1, 3, 1, 1, 1)
-        x.sub_(torch.tensor(_MEAN, device=self.torch_device).view(view))
-        return x.div_(torch.tensor(_STD, device=self.torch_device).view(view))
+    def _to_device(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 ``[B, T, H, W, 3]`` on the device: the pixels travel as uint8 (a quarter of the bytes)."""
+        return torch.from_numpy(frames).to(self.torch_device, non_blocking=True)
 
     def run_technical(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 fragment clips ``[N, T, 224, 224, 3]`` -> pooled features ``[N, C]`` and clip scores ``[N]``.
@@ -284,7 +318,7 @@ class FragmentsExtractor(Extractor):
         feats, scores = [], []
         with torch.inference_mode(), autocast(self.torch_device, self.config.precision):
             for sl in batches(len(clips), self.batch_size or min(len(clips), 4)):
-                pooled, qmap = self.model.technical(self._to_input(clips[sl]))  # type: ignore[operator]
+                pooled, qmap = self.on_device(self._to_device(clips[sl]), "technical")
                 feats.append(pooled.cpu().numpy())
                 scores.append(qmap.mean(dim=(1, 2, 3)).cpu().numpy())
         return np.concatenate(feats).astype(np.float64), np.concatenate(scores).astype(np.float64)
@@ -292,5 +326,5 @@ class FragmentsExtractor(Extractor):
     def run_aesthetic(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
         """uint8 resized frames ``[T, 224, 224, 3]`` -> pooled features ``[C]`` and the aesthetic score."""
         with torch.inference_mode(), autocast(self.torch_device, self.config.precision):
-            pooled, qmap = self.model.aesthetic(self._to_input(frames[None]))  # type: ignore[operator]
+            pooled, qmap = self.on_device(self._to_device(frames[None]), "aesthetic")
         return pooled[0].cpu().numpy().astype(np.float64), float(qmap.mean())

@@ -78,13 +78,16 @@ def extract_video(
     wanted = {e.name: np.asarray(e.frame_indices(info), dtype=np.int64) for e in extractors}
     consumers = {e.name: e.begin(info) for e in extractors}
     union = np.unique(np.concatenate(list(wanted.values()))) if wanted else np.zeros(0, np.int64)
+    views = {name: (c.view, wanted[name]) for name, c in consumers.items() if c.view is not None}
+    rgb_parts = [wanted[name] for name, c in consumers.items() if c.view is None]
+    rgb = np.unique(np.concatenate(rgb_parts)) if rgb_parts else np.zeros(0, np.int64)
     # With a network on a GPU the CPU decodes the next chunk while the GPU computes (a thread one chunk
     # ahead). On CPU the network's threads already use every core: measured no gain, so it stays off.
     prefetch = 1 if any(e.on_accelerator for e in extractors) else 0
     reader = VideoReader(path, info, backend=backend, prefetch=prefetch)  # type: ignore[arg-type]
-    for chunk in reader.iter_chunks(union):
+    for chunk in reader.iter_chunks(union, views=views, rgb=rgb):
         for name, consumer in consumers.items():
-            feed(consumer, wanted[name], chunk.indices, chunk.frames)
+            feed(consumer, wanted[name], chunk.indices, chunk.frames, chunk.views.get(name))
     features = {}
     for name, consumer in consumers.items():
         result = consumer.finish()

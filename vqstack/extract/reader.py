@@ -17,29 +17,41 @@ into one reused buffer. Consumers copy what they keep.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from vqstack.errors import InputError
 from vqstack.extract.probe import VideoInfo, probe
 
+if TYPE_CHECKING:
+    from vqstack.extract.base import FrameView
+
+ViewRequests = Mapping[Hashable, tuple["FrameView", np.ndarray]]
+
 log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "decord", "pyav"]
 DEFAULT_CHUNK_BYTES = 48 * 1024 * 1024
+VIEW_CHUNK = 64  # frames per chunk when only views (small outputs) are wanted
 
 
 @dataclass
 class FrameChunk:
-    """Consecutive requested frames: ``indices[i]`` is the frame number of ``frames[i]``."""
+    """Consecutive requested frames: ``indices[i]`` is the frame number of ``frames[i]``.
+
+    ``frames`` rows hold RGB pixels only for frames that were asked for in RGB (``iter_chunks``'
+    ``rgb``); ``views[key][i]`` is view ``key``'s output for ``indices[i]``, or None where that view
+    did not ask for the frame.
+    """
 
     indices: np.ndarray
     frames: np.ndarray
+    views: dict[Hashable, list[Any]] = field(default_factory=dict)
 
 
 def rotate_frames(frames: np.ndarray, rotation: int) -> np.ndarray:
@@ -89,8 +101,14 @@ class VideoReader:
         self.decode_passes = 0
         self.frames_decoded = 0
 
-    def iter_chunks(self, indices: np.ndarray | list[int] | None = None) -> Iterator[FrameChunk]:
+    def iter_chunks(self, indices: np.ndarray | list[int] | None = None, *, views: ViewRequests | None = None,
+                    rgb: np.ndarray | list[int] | None = None) -> Iterator[FrameChunk]:
         """Yield the frames at ``indices`` (all frames if None), sorted and de-duplicated.
+
+        ``views`` maps a key to a :class:`~vqstack.extract.base.FrameView` and the frame indices it
+        wants (a subset of ``indices``): the view runs on those frames while they are decoded and its
+        outputs come in ``chunk.views[key]``. ``rgb`` lists the frames to convert to RGB into
+        ``chunk.frames`` (default: all of ``indices``); a frame only views want is never converted.
 
         The yielded ``frames`` may be a view of a reused buffer: copy what must outlive the chunk.
         With ``prefetch=k`` the decoding runs in a background thread up to ``k`` chunks ahead, so it
@@ -106,23 +124,28 @@ class VideoReader:
             raise ValueError(f"negative frame index {wanted[0]}")
         if wanted.size == 0:
             return
+        plan = _Plan(wanted, views or {}, None if rgb is None else np.asarray(rgb, dtype=np.int64))
         self.decode_passes += 1
         if self.prefetch:
-            yield from _prefetched(self._iter_wanted(wanted), self.prefetch)
+            yield from _prefetched(self._iter_wanted(wanted, plan), self.prefetch)
         else:
-            yield from self._iter_wanted(wanted)
+            yield from self._iter_wanted(wanted, plan)
 
-    def _iter_wanted(self, wanted: np.ndarray) -> Iterator[FrameChunk]:
+    def _iter_wanted(self, wanted: np.ndarray, plan: _Plan) -> Iterator[FrameChunk]:
         if self.info.is_image:
-            yield from self._iter_image(wanted)
+            yield from plan.from_rgb_chunks(self._iter_image(wanted))
             return
         chunk = _chunk_size(self.info, self.max_chunk_bytes)
+        if not plan.any_rgb and self.backend != "decord":
+            # only views: no RGB chunk buffer bounds the chunk, and each chunk end waits for the
+            # conversions in flight (the decoder idles meanwhile): fewer, longer chunks
+            chunk = VIEW_CHUNK
         if self.backend == "decord":
-            yield from self._decord_or_error(wanted, chunk)
+            yield from plan.from_rgb_chunks(self._decord_or_error(wanted, chunk))
             return
         served = 0
         try:
-            for part in self._iter_pyav(wanted, chunk):
+            for part in self._iter_pyav(wanted, chunk, plan):
                 served += len(part.indices)
                 yield part
             self.backend_used = "pyav"
@@ -133,7 +156,7 @@ class VideoReader:
             log.info("%s: PyAV failed (%s); trying decord", self.path, exc.reason)
             pyav_error = exc
         try:
-            yield from self._decord_or_error(wanted, chunk)
+            yield from plan.from_rgb_chunks(self._decord_or_error(wanted, chunk))
         except InputError:
             raise pyav_error from None
 
@@ -179,18 +202,18 @@ class VideoReader:
             # decord applies the display matrix itself (checked against ffmpeg for 90/180/270).
             yield FrameChunk(indices=part, frames=frames)
 
-    def _iter_pyav(self, wanted: np.ndarray, chunk: int) -> Iterator[FrameChunk]:
-        """Decode sequentially; convert to RGB only the wanted (sorted, unique) frames, into one reused buffer.
+    def _iter_pyav(self, wanted: np.ndarray, chunk: int, plan: _Plan) -> Iterator[FrameChunk]:
+        """Decode sequentially; convert only the wanted (sorted, unique) frames, into one reused buffer.
 
         Reusing the chunk buffer matters: allocating a fresh multi-megabyte array per frame and
         keeping a chunk of them alive costs more (page faults, allocator growth) than the colour
         conversion itself, and made peak memory grow with the video's length.
 
-        The colour conversion runs in one helper thread (PyAV releases the GIL in libswscale) while
-        this thread goes on decoding: ffmpeg's frame-threaded decoder leaves about a quarter of two
-        cores idle, and the conversion fills it (1080p, every frame wanted: 1.5x -> 1.15x the time
-        of a bare decode). At most one chunk of conversions is in flight; a chunk is yielded only
-        once all its frames are converted.
+        The colour conversion and the views run in one helper thread (PyAV releases the GIL in
+        libswscale) while this thread goes on decoding: ffmpeg's frame-threaded decoder leaves about a
+        quarter of two cores idle, and the conversion fills it (1080p, every frame wanted: 1.5x ->
+        1.15x the time of a bare decode). At most one chunk of conversions is in flight; a chunk is
+        yielded only once all its frames are converted.
         """
         import av
 
@@ -203,8 +226,17 @@ class VideoReader:
         rotation = self.info.rotation
         quarter_turn = (rotation // 90) % 2 == 1
 
-        def to_rgb(frame: Any, out: np.ndarray) -> None:
-            out[...] = rotate_frames(frame.to_ndarray(format="rgb24"), rotation)
+        def convert(frame_no: int, frame: Any, out: np.ndarray, outputs: dict[Hashable, list[Any]], n: int) -> None:
+            rgb = None
+            if plan.wants_rgb(frame_no):
+                rgb = out[...] = rotate_frames(frame.to_ndarray(format="rgb24"), rotation)
+            for key, view in plan.views_of(frame_no):
+                if rotation % 360 == 0:
+                    outputs[key][n] = view.from_decoded(frame_no, frame)
+                else:  # views build from coded-orientation frames; a rotated video goes through RGB
+                    if rgb is None:
+                        rgb = rotate_frames(frame.to_ndarray(format="rgb24"), rotation)
+                    outputs[key][n] = view.from_rgb(frame_no, rgb)
 
         with container, ThreadPoolExecutor(1, thread_name_prefix="vqstack-rgb") as converter:
             stream = container.streams.video[0]
@@ -219,6 +251,7 @@ class VideoReader:
             turns = 0
             idx = np.empty(chunk, dtype=np.int64)
             n = 0
+            outputs = plan.new_outputs(chunk)
             pending: list[Future[None]] = []
             last_frame: Any = None  # the last wanted frame that decoded (serves indices past the end)
 
@@ -231,11 +264,19 @@ class VideoReader:
                 nonlocal turns
                 slot = turns % (self.prefetch + 2 if self.prefetch else 1)
                 turns += 1
+                shape = shape if plan.any_rgb else (1, 1, 3)  # views only: no frame is converted to RGB
                 if slot == len(ring):
                     ring.append(np.empty((chunk, *shape), dtype=np.uint8))
                 elif ring[slot].shape[1:] != shape:
                     ring[slot] = np.empty((chunk, *shape), dtype=np.uint8)
                 return ring[slot]
+
+            def emit(count: int) -> FrameChunk:
+                nonlocal outputs
+                assert buf is not None
+                part = FrameChunk(idx[:count].copy(), buf[:count], plan.trim(outputs, count))
+                outputs = plan.new_outputs(chunk)
+                return part
 
             try:
                 for frame_no, frame in enumerate(container.decode(stream)):
@@ -244,14 +285,14 @@ class VideoReader:
                     if frame_no != wanted[pos]:
                         continue
                     shape = (frame.width, frame.height, 3) if quarter_turn else (frame.height, frame.width, 3)
-                    if n and buf is not None and buf.shape[1:] != shape:  # a size change mid-stream
+                    if n and buf is not None and plan.any_rgb and buf.shape[1:] != shape:  # size change mid-stream
                         converted()
-                        yield FrameChunk(idx[:n].copy(), buf[:n])
+                        yield emit(n)
                         n = 0
                     if n == 0:
                         buf = next_buffer(shape)
                     assert buf is not None
-                    pending.append(converter.submit(to_rgb, frame, buf[n]))
+                    pending.append(converter.submit(convert, frame_no, frame, buf[n], outputs, n))
                     last_frame = frame
                     self.frames_decoded += 1
                     idx[n] = frame_no
@@ -259,7 +300,7 @@ class VideoReader:
                     pos += 1
                     if n == chunk:
                         converted()
-                        yield FrameChunk(idx.copy(), buf)
+                        yield emit(n)
                         n = 0
             except av.error.FFmpegError as exc:
                 if last_frame is None:
@@ -273,21 +314,59 @@ class VideoReader:
                     "%s: %d requested frames lie past the last decodable frame; repeating it",
                     self.path, len(wanted) - pos,
                 )
-                last = rotate_frames(last_frame.to_ndarray(format="rgb24"), rotation)
+                shape = rotate_frames(last_frame.to_ndarray(format="rgb24"), rotation).shape
                 while pos < len(wanted):
                     if n == 0:
-                        buf = next_buffer(last.shape)
+                        buf = next_buffer(shape)
                     assert buf is not None
-                    buf[n] = last
+                    convert(int(wanted[pos]), last_frame, buf[n], outputs, n)
                     idx[n] = wanted[pos]
                     n += 1
                     pos += 1
                     if n == chunk:
-                        yield FrameChunk(idx.copy(), buf)
+                        yield emit(n)
                         n = 0
             if n:
-                assert buf is not None
-                yield FrameChunk(idx[:n].copy(), buf[:n])
+                yield emit(n)
+
+
+class _Plan:
+    """Which decoded frames become RGB and which feed which view (sets, for the per-frame checks)."""
+
+    def __init__(self, wanted: np.ndarray, views: ViewRequests, rgb: np.ndarray | None) -> None:
+        self.rgb = None if rgb is None else set(np.unique(rgb).tolist())
+        self.views = {key: view for key, (view, _) in views.items()}
+        self.by_frame: dict[int, list[tuple[Hashable, FrameView]]] = {}
+        for key, (view, indices) in views.items():
+            for i in np.unique(np.asarray(indices, dtype=np.int64)).tolist():
+                self.by_frame.setdefault(i, []).append((key, view))
+
+    @property
+    def any_rgb(self) -> bool:
+        return self.rgb is None or bool(self.rgb)
+
+    def wants_rgb(self, index: int) -> bool:
+        return self.rgb is None or index in self.rgb
+
+    def views_of(self, index: int) -> list[tuple[Hashable, FrameView]]:
+        return self.by_frame.get(index, [])
+
+    def new_outputs(self, size: int) -> dict[Hashable, list[Any]]:
+        return {key: [None] * size for key in self.views}
+
+    @staticmethod
+    def trim(outputs: dict[Hashable, list[Any]], count: int) -> dict[Hashable, list[Any]]:
+        return {key: values[:count] for key, values in outputs.items()}
+
+    def from_rgb_chunks(self, chunks: Iterator[FrameChunk]) -> Iterator[FrameChunk]:
+        """Backends that hand RGB frames (images, decord): the views are built from those."""
+        for part in chunks:
+            outputs = self.new_outputs(len(part.indices))
+            for n, i in enumerate(part.indices.tolist()):
+                for key, view in self.views_of(i):
+                    outputs[key][n] = view.from_rgb(i, part.frames[n])
+            part.views = outputs
+            yield part
 
 
 def _prefetched(source: Iterator[FrameChunk], depth: int) -> Iterator[FrameChunk]:

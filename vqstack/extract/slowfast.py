@@ -3,10 +3,11 @@
 The seeds' rule (SimpleVQA ``extracted_SlowFast_features_VQA.py``, KVQ ``SlowFast_features.py``): chunk *i*
 is the 32 consecutive frames starting at second *i*; a chunk running past the end repeats the last frame;
 a video with fewer than ``min_chunks`` (8) whole seconds is padded by repeating its last chunk. Each frame
-is resized to 224x224 (a plain resize, aspect ratio not kept: PIL bilinear, as torchvision's
-``Resize([224, 224])`` on a PIL image), scaled to [0, 1] and normalised with mean 0.45 / std 0.225. The
-fast pathway sees all 32 frames, the slow pathway the 8 frames ``torch.linspace(0, 31, 8).long()`` =
-0, 4, 8, 13, 17, 22, 26, 31 (not every 4th frame: the seeds' ``pack_pathway_output``, reproduced exactly).
+is resized to 224x224 (a plain resize, aspect ratio not kept: PIL bilinear in the seeds; here libswscale
+resizes the decoded YUV frame while the reader decodes, by area averaging unless ``resize: bilinear``, see
+``_ResizedView``), scaled to [0, 1] and normalised with mean 0.45 / std 0.225. The fast pathway sees all
+32 frames, the slow pathway the 8 frames ``torch.linspace(0, 31, 8).long()`` = 0, 4, 8, 13, 17, 22, 26, 31
+(not every 4th frame: the seeds' ``pack_pathway_output``, reproduced exactly).
 The feature is what the seeds read before the classification head: the slow (2048 channels) and fast (256)
 pathway outputs of the last stage, each averaged over time and space, concatenated: 2304-d per chunk.
 
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from vqstack.errors import InputError, WeightsError
-from vqstack.extract.base import Extractor, FrameConsumer, WeightsSpec
+from vqstack.extract.base import Extractor, FrameConsumer, FrameView, WeightsSpec
 from vqstack.extract.pooling import pool_steps
 from vqstack.extract.probe import VideoInfo
 from vqstack.extract.sampling import chunk_indices
@@ -38,7 +39,6 @@ from vqstack.extract.torch_utils import (
     fold_batch_norms,
     load_checkpoint,
     load_state_strict,
-    resize_uint8,
     resolve_device,
     torch_versions,
 )
@@ -79,12 +79,18 @@ class SlowFastConfig:
     seeds' integer frame rate, chunk *i* at ``i * round(fps)`` with ``num_frames // round(fps)`` chunks, which
     reproduces SimpleVQA/KVQ frame for frame on non-integer rates (29.97, 23.976).
     ``precision``: ``auto`` = bf16/fp16 autocast on CUDA, fp32 on CPU; others force it (e.g. CPU bf16).
+    ``resize``: libswscale's filter for the shrink, from the decoded YUV frame. ``area`` (area averaging,
+    antialiased) costs 0.26x of a bare 1080p decode on this project's 2-core benchmark; ``bilinear``
+    (antialiased, the seeds' PIL kernel) 0.46x. On real frames the two differ from PIL's bilinear on
+    RGB by 2.3 and 1.5 grey levels on average (most of it chroma, which the seeds resample after
+    upsampling it to full size).
     """
 
     size: int = 224
     min_chunks: int = 8
     chunk_fps: Literal["exact", "rounded"] = "exact"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    resize: Literal["area", "bilinear"] = "area"
 
     def __post_init__(self) -> None:
         if self.size < 32:
@@ -141,6 +147,23 @@ class SlowFastFeatures(torch.nn.Module):
         return torch.cat([slow_out.float().mean(dim=(2, 3, 4)), fast_out.float().mean(dim=(2, 3, 4))], dim=1)
 
 
+class SlowFastOnDevice(torch.nn.Module):
+    """uint8 chunks ``[B, 32, S, S, 3]`` -> features: normalisation, the two pathways' inputs and the
+    network in one module, so the pixels travel to the device as uint8 (a quarter of the bytes)."""
+
+    def __init__(self, features: SlowFastFeatures, slow_index: torch.Tensor) -> None:
+        super().__init__()
+        self.features = features
+        self.register_buffer("mean", torch.tensor(MEAN), persistent=False)
+        self.register_buffer("std", torch.tensor(STD), persistent=False)
+        self.register_buffer("slow_index", slow_index, persistent=False)
+
+    def forward(self, chunks: torch.Tensor) -> torch.Tensor:
+        fast = (chunks.permute(0, 4, 1, 2, 3).float().div_(255.0) - self.mean) / self.std  # [B, 3, 32, S, S]
+        slow = fast.index_select(2, self.slow_index).contiguous(memory_format=torch.channels_last_3d)
+        return self.features(slow, fast.contiguous(memory_format=torch.channels_last_3d))
+
+
 def chunk_layout(info: VideoInfo, config: SlowFastConfig) -> np.ndarray:
     """``[num_chunks, 32]`` frame indices of every chunk (padded chunks included)."""
     fps = info.fps if info.fps > 0 else 1.0
@@ -149,14 +172,32 @@ def chunk_layout(info: VideoInfo, config: SlowFastConfig) -> np.ndarray:
     return chunk_indices(info.num_frames, fps, CHUNK_LEN, min_chunks=config.min_chunks)
 
 
+class _ResizedView(FrameView):
+    """Each frame resized to ``size`` x ``size`` by libswscale (``area`` or ``bilinear``, both antialiased
+    when shrinking) straight from the decoded YUV frame: cheaper than converting the whole frame to
+    RGB and resizing that, and done in the reader's thread while it decodes."""
+
+    def __init__(self, size: int, resize: str = "area") -> None:
+        self.size = size
+        self.interpolation = resize.upper()
+
+    def from_decoded(self, index: int, frame: Any) -> np.ndarray:
+        return frame.to_ndarray(width=self.size, height=self.size, format="rgb24", interpolation=self.interpolation)
+
+    def from_rgb(self, index: int, rgb: np.ndarray) -> np.ndarray:
+        import av
+
+        source = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        return source.to_ndarray(width=self.size, height=self.size, format="rgb24", interpolation=self.interpolation)
+
+
 class _SlowFastConsumer(FrameConsumer):
     """Keeps resized frames of open chunks only; runs each chunk once its last frame has arrived."""
-
-    RESIZE_BATCH = 8  # frames resized together (one torch call; bounded extra memory)
 
     def __init__(self, extractor: SlowFastExtractor, info: VideoInfo) -> None:
         self.ex = extractor
         self.info = info
+        self.view = _ResizedView(extractor.config.size, extractor.config.resize)
         self.chunks = extractor.chunk_layout(info)
         unique, inverse = np.unique(self.chunks, axis=0, return_inverse=True)
         self.unique = unique  # sorted by start frame: rows are start + 0..31, clipped at the end
@@ -170,20 +211,13 @@ class _SlowFastConsumer(FrameConsumer):
         self.last_index = -1
         self.peak_frames = 0  # how many resized frames were held at once (tests check memory stays bounded)
 
-    def consume(self, indices: np.ndarray, frames: np.ndarray) -> None:
-        for start in range(0, len(indices), self.RESIZE_BATCH):
-            idx = indices[start:start + self.RESIZE_BATCH].tolist()
-            keep = [k for k, i in enumerate(idx) if i in self.needed and i not in self.frames]
-            if keep:
-                block = frames[start:start + self.RESIZE_BATCH]
-                size = (self.ex.config.size, self.ex.config.size)
-                small = resize_uint8(block if len(keep) == len(idx) else block[keep], size, antialias=True)
-                for k, frame in zip(keep, small, strict=True):
-                    self.frames[idx[k]] = frame
-            for i in idx:  # close chunks frame by frame, so at most one chunk's frames are held
-                self.last_index = max(self.last_index, i)
-                self.peak_frames = max(self.peak_frames, len(self.frames))
-                self._close_chunks(self.last_index)
+    def consume(self, indices: np.ndarray, frames: Any) -> None:
+        for i, small in zip(indices.tolist(), frames, strict=True):
+            if i in self.needed and i not in self.frames:
+                self.frames[i] = small
+            self.last_index = max(self.last_index, i)  # close chunks frame by frame: at most one chunk held
+            self.peak_frames = max(self.peak_frames, len(self.frames))
+            self._close_chunks(self.last_index)
 
     def _close_chunks(self, upto: float) -> None:
         while self.next_chunk < len(self.unique) and self.ends[self.next_chunk] <= upto:
@@ -230,7 +264,7 @@ class SlowFastExtractor(Extractor):
     """SlowFast R50 8x8 Kinetics-400 features (slow 2048 + fast 256) of each 1-second, 32-frame chunk."""
 
     name = "slowfast"
-    version = "2"  # 2: torch resize instead of PIL (<= 1 grey level apart), channels-last 3-D
+    version = "3"  # 3: frames resized by libswscale from YUV while decoding (2: torch resize of RGB)
     config_cls = SlowFastConfig
     view_kind = "chunks"
     weights_spec = SLOWFAST_R50_WEIGHTS
@@ -247,10 +281,8 @@ class SlowFastExtractor(Extractor):
         features = SlowFastFeatures(net).eval()
         fold_batch_norms(features)
         # channels-last 3-D: oneDNN's fast 3-D convolutions (measured 1.2x fp32, 3.4x with CPU bf16)
-        self.model = features.to(self.torch_device, memory_format=torch.channels_last_3d)
-        self.slow_index = slow_pathway_index().to(self.torch_device)
-        self._mean = torch.tensor(MEAN, device=self.torch_device)
-        self._std = torch.tensor(STD, device=self.torch_device)
+        features = features.to(memory_format=torch.channels_last_3d)
+        self.model = SlowFastOnDevice(features, slow_pathway_index()).to(self.torch_device).eval()
 
     def chunk_layout(self, info: VideoInfo) -> np.ndarray:
         return chunk_layout(info, self.config)
@@ -265,11 +297,8 @@ class SlowFastExtractor(Extractor):
         """uint8 ``[B, 32, S, S, 3]`` resized chunks -> float32 ``[B, 2304]`` features."""
         with torch.inference_mode():
             x = torch.from_numpy(chunks).to(self.torch_device, non_blocking=True)
-            fast = (x.permute(0, 4, 1, 2, 3).float().div_(255.0) - self._mean) / self._std  # [B, 3, 32, S, S]
-            slow = fast.index_select(2, self.slow_index).contiguous(memory_format=torch.channels_last_3d)
-            fast = fast.contiguous(memory_format=torch.channels_last_3d)
             with autocast(self.torch_device, self.config.precision):
-                out = self.model(slow, fast)
+                out = self.model(x)
         return out.float().cpu().numpy()
 
     def library_versions(self) -> dict[str, str]:
