@@ -361,8 +361,97 @@ def test_importing_fusion_loads_neither_torch_nor_lightgbm_nor_matplotlib() -> N
         "import vqstack.fusion.learners, vqstack.fusion.stacking, vqstack.fusion.registry\n"
         "import vqstack.fusion.preprocessing, vqstack.fusion.protocols, vqstack.fusion.evaluation\n"
         "import vqstack.fusion.labels, vqstack.fusion.report\n"
-        "vqstack.fusion.make_learner('lightgbm')\n"
+        "vqstack.fusion.registry.make_learner('lightgbm')\n"
         "print(sorted(m for m in ('torch', 'lightgbm', 'matplotlib') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _wavy_decreasing(n: int = 400, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """y falls with column 0 overall but with a strong wiggle, so an unconstrained model is not monotone."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, size=(n, 3))
+    y = -X[:, 0] + 1.5 * np.sin(4 * X[:, 0]) + X[:, 1] + rng.normal(0, 0.1, n)
+    return X, y
+
+
+def _profiles(model: Any, X: np.ndarray, column: int) -> np.ndarray:
+    """Predictions along a grid of ``column`` for each of 20 rows, the other columns held fixed."""
+    grid = np.linspace(-2, 2, 41)
+    rows = np.repeat(X[:20], grid.size, axis=0)
+    rows[:, column] = np.tile(grid, 20)
+    return model.predict(rows).reshape(20, grid.size)
+
+
+def test_lightgbm_monotone_makes_predictions_non_increasing_along_the_constrained_feature() -> None:
+    X, y = _wavy_decreasing()
+    free = LightGBMRegressor(n_estimators=200).fit(X, y)
+    assert (np.diff(_profiles(free, X, 0), axis=1) > 1e-9).any()  # the wiggle is learned without the constraint
+    by_sign = LightGBMRegressor(n_estimators=200, monotone=[-1, 0, 0]).fit(X, y)
+    names = ["nss/mean/tnoise_mc_p50_log", "nss/mean/sharp_s1_lapvar_log", "nss/mean/colour_hasler"]
+    by_name = clone(LightGBMRegressor(n_estimators=200, monotone={r"tnoise_mc": -1})).fit(X, y, feature_names=names)
+    for model in (by_sign, by_name):
+        assert model.monotone_constraints_ == [-1, 0, 0]
+        assert (np.diff(_profiles(model, X, 0), axis=1) <= 1e-9).all()
+        assert stats.spearmanr(model.predict(X), y)[0] > 0.8
+    np.testing.assert_array_equal(by_sign.predict(X), by_name.predict(X))
+
+
+def test_lightgbm_monotone_patterns_are_resolved_after_preprocessing_drops_columns() -> None:
+    X, y = _wavy_decreasing()
+    X = np.column_stack([np.ones(len(y)), X])  # a constant first column, dropped by the variance filter
+    names = ["const", "noise_level", "detail", "colour"]
+    model = with_preprocessing(
+        LightGBMRegressor(n_estimators=100, monotone={"^noise_": -1, "detail$": 1}),
+        PreprocessConfig(clip=3.0),
+        feature_names=names,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreprocessWarning)
+        model.fit(X, y)
+        again = clone(model).fit(X, y)
+    assert model.named_steps["learner"].monotone_constraints_ == [-1, 1, 0]
+    np.testing.assert_array_equal(model.predict(X), again.predict(X))
+    grid = np.linspace(-2, 2, 41)
+    rows = np.repeat(X[:10], grid.size, axis=0)
+    rows[:, 1] = np.tile(grid, 10)
+    assert (np.diff(model.predict(rows).reshape(10, grid.size), axis=1) <= 1e-9).all()
+    # Learners that take no names are wrapped in a plain pipeline, as before.
+    assert type(with_preprocessing(SVRRegressor(), feature_names=names)).__name__ == "Pipeline"
+
+
+def test_lightgbm_monotone_errors_name_the_problem() -> None:
+    X, y = _wavy_decreasing(60)
+    names = ["noise", "detail", "colour"]
+    with pytest.raises(ValueError, match=r"pattern 'tnoise_mc' matches none of the 3 features .*noise, detail, colour"):
+        LightGBMRegressor(monotone={"tnoise_mc": -1}).fit(X, y, feature_names=names)
+    with pytest.raises(ValueError, match="need feature names"):
+        LightGBMRegressor(monotone={"noise": -1}).fit(X, y)
+    with pytest.raises(ValueError, match="has 2 signs for 3 features"):
+        LightGBMRegressor(monotone=[-1, 0]).fit(X, y)
+    with pytest.raises(ValueError, match=r"'noise' matches 'noi' and 'se\$' with different signs"):
+        LightGBMRegressor(monotone={"noi": -1, "se$": 1}).fit(X, y, feature_names=names)
+    with pytest.raises(ConfigError, match=r"learner 'lightgbm'.*every sign must be -1 .* got 2"):
+        make_learner("lightgbm", {"monotone": {"noise": 2}})
+    with pytest.raises(ConfigError, match=r"learner 'lightgbm'.*'\(noise' is not a valid regular expression"):
+        make_learner("lightgbm", {"monotone": {"(noise": -1}})
+
+
+def test_fuse_fit_gives_the_lightgbm_learner_the_stored_column_names() -> None:
+    from pathlib import Path
+
+    from vqstack.fusion.config import FeatureGroup, FusionConfig, LabelsConfig, LearnerConfig
+    from vqstack.fusion.run import FeatureSpec, build_estimator
+
+    X, y = _wavy_decreasing(200)
+    columns = ["nss-1a2b/mean/tnoise_mc_p50_log", "nss-1a2b/mean/sharp_s1_lapvar_log", "nss-1a2b/mean/blockiness_log"]
+    spec = FeatureSpec(group="nss", table="nss-1a2b", extractor="nss", version="2", config={}, weights_sha256=None,
+                       pooling=["mean"], n_columns=3, columns=columns)
+    cfg = FusionConfig(labels=LabelsConfig(path=Path("labels.csv")), features=[FeatureGroup("nss")])
+    learner = LearnerConfig("lightgbm", {"n_estimators": 50, "monotone": {"mean/tnoise_mc": -1, "blockiness": -1}})
+    model = build_estimator(learner, cfg, [spec]).fit(X, y)
+    assert model.named_steps["learner"].monotone_constraints_ == [-1, 0, -1]
+    typo = LearnerConfig("lightgbm", {"monotone": {"mean/tnosie": -1}})
+    with pytest.raises(ValueError, match="'mean/tnosie' matches none of the 3 features"):
+        build_estimator(typo, cfg, [spec]).fit(X, y)

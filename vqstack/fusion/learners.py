@@ -12,8 +12,9 @@ LightGBM is imported inside ``fit`` so that importing this module stays cheap. T
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any, ClassVar, Literal
 
@@ -21,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import validate_data
 
 from vqstack.fusion._common import FusionNotFittedError, check_fitted
@@ -34,6 +35,7 @@ __all__ = [
     "RidgeRegressor",
     "SVRRegressor",
     "check_fitted",
+    "resolve_monotone",
 ]
 
 DEFAULT_RIDGE_ALPHAS: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
@@ -146,6 +148,72 @@ class AverageFusion(RegressorMixin, BaseEstimator):
         return slope * fused + intercept
 
 
+def _check_monotone_spec(spec: Mapping[str, int] | Sequence[int] | None) -> None:
+    """Signs must be -1, 0 or +1 and patterns valid regular expressions (checked before any fit)."""
+    if spec is None:
+        return
+    signs = list(spec.values()) if isinstance(spec, Mapping) else list(np.asarray(spec).reshape(-1))
+    for sign in signs:
+        if isinstance(sign, bool) or not isinstance(sign, Integral | Real) or sign not in (-1, 0, 1):
+            raise InvalidParameterError(
+                f"LightGBMRegressor monotone: every sign must be -1 (prediction must not increase with the "
+                f"feature), 0 (free) or +1 (must not decrease), got {sign!r}"
+            )
+    if isinstance(spec, Mapping):
+        for pattern in spec:
+            if not isinstance(pattern, str):
+                raise InvalidParameterError(f"LightGBMRegressor monotone: patterns must be strings, got {pattern!r}")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise InvalidParameterError(
+                    f"LightGBMRegressor monotone: {pattern!r} is not a valid regular expression ({exc})"
+                ) from None
+
+
+def resolve_monotone(
+    spec: Mapping[str, int] | Sequence[int] | None, feature_names: Sequence[str] | None, n_features: int
+) -> list[int] | None:
+    """One sign per column from ``spec``: a sequence of signs as given, or ``{regex: sign}`` searched in
+    ``feature_names`` (``re.search``; every pattern must match at least one name, and a column matched by
+    two patterns must get the same sign from both)."""
+    _check_monotone_spec(spec)
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        signs = [int(v) for v in np.asarray(spec).reshape(-1)]
+        if len(signs) != n_features:
+            raise ValueError(f"LightGBMRegressor monotone has {len(signs)} signs for {n_features} features")
+        return signs
+    if feature_names is None:
+        raise ValueError(
+            "LightGBMRegressor monotone patterns need feature names: fit it with fit(X, y, feature_names=...), "
+            "through `vqstack fuse fit`, or give one sign per column instead of patterns"
+        )
+    names = [str(n) for n in feature_names]
+    if len(names) != n_features:
+        raise ValueError(f"{len(names)} feature names for {n_features} features")
+    signs = [0] * n_features
+    owner: dict[int, str] = {}
+    for pattern, sign in spec.items():
+        regex = re.compile(pattern)
+        hits = [i for i, name in enumerate(names) if regex.search(name)]
+        if not hits:
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            raise ValueError(
+                f"LightGBMRegressor monotone pattern {pattern!r} matches none of the {len(names)} features it is "
+                f"fitted on ({shown}); columns dropped by preprocessing (constant ones) are not among them"
+            )
+        for i in hits:
+            if i in owner and signs[i] != int(sign):
+                raise ValueError(
+                    f"LightGBMRegressor monotone: feature {names[i]!r} matches {owner[i]!r} and {pattern!r} "
+                    "with different signs"
+                )
+            signs[i], owner[i] = int(sign), pattern
+    return signs
+
+
 class LightGBMRegressor(RegressorMixin, BaseEstimator):
     """Gradient-boosted trees (LightGBM) with defaults for a few hundred to a few thousand videos.
 
@@ -161,6 +229,15 @@ class LightGBMRegressor(RegressorMixin, BaseEstimator):
     shared with other work a 2-thread fit was measured 10-50x slower than usual. Before giving it more
     threads on a shared machine, set ``OMP_WAIT_POLICY=PASSIVE`` in the environment before LightGBM is
     first imported.
+
+    ``monotone``: domain knowledge as LightGBM monotone constraints, so that e.g. predicted quality
+    never rises with a measured noise level or blockiness while every other feature stays the same.
+    ``None`` (default), one sign per column (-1: prediction must not increase with the feature, 0: free,
+    +1: must not decrease), or ``{regex: sign}`` with patterns searched in the feature names given to
+    ``fit(X, y, feature_names=...)`` (``vqstack fuse fit`` passes the names that are left after
+    preprocessing, e.g. ``nss-81236cea/mean/tnoise_mc_p10_log``). A pattern that matches no feature is
+    an error. The resolved signs are in ``monotone_constraints_``. The constraint holds for the fitted
+    booster in its input (after standardisation, which keeps the order of each column).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -178,6 +255,7 @@ class LightGBMRegressor(RegressorMixin, BaseEstimator):
         "random_state": [None, Integral],
         "n_jobs": [None, Integral],
         "deterministic": ["boolean"],
+        "monotone": [None, dict, "array-like"],
     }
 
     def __init__(
@@ -197,6 +275,7 @@ class LightGBMRegressor(RegressorMixin, BaseEstimator):
         random_state: int | None = 0,
         n_jobs: int | None = 1,
         deterministic: bool = True,
+        monotone: Mapping[str, int] | Sequence[int] | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -212,14 +291,23 @@ class LightGBMRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.deterministic = deterministic
+        self.monotone = monotone
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> LightGBMRegressor:
-        """Train the booster on ``X``, ``y``."""
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        _check_monotone_spec(self.monotone)
+
+    def fit(self, X: ArrayLike, y: ArrayLike, feature_names: Sequence[str] | None = None) -> LightGBMRegressor:
+        """Train the booster on ``X``, ``y``; ``feature_names`` (one per column) resolve ``monotone`` patterns."""
         import lightgbm
 
         self._validate_params()
         X, y = validate_data(self, X, y, y_numeric=True)
         params = self.get_params(deep=False)
+        params.pop("monotone")
+        signs = resolve_monotone(self.monotone, feature_names, X.shape[1])
+        if signs is not None and any(signs):
+            params["monotone_constraints"] = signs
         model = lightgbm.LGBMRegressor(
             **params,
             verbose=-1,
@@ -228,6 +316,7 @@ class LightGBMRegressor(RegressorMixin, BaseEstimator):
         )
         model.fit(X, np.asarray(y, dtype=np.float64))
         self.model_ = model
+        self.monotone_constraints_ = signs
         self.feature_importances_ = np.asarray(model.feature_importances_)
         return self
 

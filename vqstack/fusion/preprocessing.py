@@ -13,6 +13,7 @@ columns; ``nonfinite="median"`` imputes training medians instead, with a warning
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import warnings
 from collections.abc import Sequence
 from numbers import Real
@@ -20,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
@@ -29,6 +30,7 @@ from vqstack.errors import InputError
 from vqstack.fusion._common import check_fitted
 
 __all__ = [
+    "NamedPipeline",
     "NonFiniteHandler",
     "PreprocessConfig",
     "PreprocessWarning",
@@ -144,7 +146,7 @@ def check_features(
     warnings.warn(f"{source}: {message}; they will be imputed with training medians", PreprocessWarning, stacklevel=2)
 
 
-class NonFiniteHandler(TransformerMixin, BaseEstimator):
+class NonFiniteHandler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Reject (``policy="error"``) or median-impute (``"median"``) NaN and inf values.
 
     Medians are those of the training split. A column with no finite training value is filled with 0
@@ -266,7 +268,7 @@ class VarianceFilter(TransformerMixin, BaseEstimator):
         return np.asarray(input_features, dtype=object)[self.support_]
 
 
-class ZScoreClipper(TransformerMixin, BaseEstimator):
+class ZScoreClipper(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Limit standardised features to ``[-limit, limit]`` (winsorising at ``limit`` training standard
     deviations); learns nothing, so fitting only checks the input.
 
@@ -319,7 +321,67 @@ def make_preprocessor(config: PreprocessConfig | None = None) -> Pipeline:
     return Pipeline(steps)
 
 
-def with_preprocessing(learner: BaseEstimator, config: PreprocessConfig | None = None) -> Pipeline:
-    """``learner`` behind the preprocessing steps, as one estimator fitted on the training split only."""
+def _takes_feature_names(estimator: Any) -> bool:
+    fit = getattr(estimator, "fit", None)
+    return fit is not None and "feature_names" in inspect.signature(fit).parameters
+
+
+class NamedPipeline(Pipeline):
+    """A ``Pipeline`` that tells its last step the names of the columns it receives.
+
+    Why: a learner option that names features (LightGBM ``monotone: {"tnoise": -1}``) must be resolved
+    against the columns that are left after preprocessing (the variance filter drops constant ones, at a
+    position that depends on the training split). ``fit`` fits the transformers, maps ``feature_names``
+    (the input columns) through their ``get_feature_names_out`` and calls
+    ``last_step.fit(Xt, y, feature_names=...)``. A last step whose ``fit`` has no ``feature_names``
+    parameter is fitted as in a plain ``Pipeline``; ``predict`` is the plain one.
+    """
+
+    def __init__(
+        self,
+        steps: list[tuple[str, Any]],
+        *,
+        feature_names: Sequence[str] | None = None,
+        memory: Any = None,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(steps, memory=memory, verbose=verbose)
+        self.feature_names = feature_names
+
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None, **params: Any) -> NamedPipeline:
+        """Fit the transformers, then the last step with the names of the columns it gets."""
+        last = self.steps[-1][1]
+        if self.feature_names is None or not _takes_feature_names(last):
+            super().fit(X, y, **params)
+            return self
+        if params:
+            raise TypeError(f"NamedPipeline.fit passes feature names and takes no fit parameters, got {sorted(params)}")
+        names = np.asarray([str(n) for n in self.feature_names], dtype=object)
+        n_columns = np.shape(X)[1]
+        if names.size != n_columns:
+            raise ValueError(f"NamedPipeline has {names.size} feature names for {n_columns} columns")
+        head = self.steps[:-1]
+        if head:
+            transformers = Pipeline(head)  # the same step objects: they are fitted in place
+            Xt = transformers.fit_transform(X, y)
+            names = transformers.get_feature_names_out(names)
+        else:
+            Xt = X
+        last.fit(Xt, y, feature_names=[str(n) for n in names])
+        return self
+
+
+def with_preprocessing(
+    learner: BaseEstimator, config: PreprocessConfig | None = None, *, feature_names: Sequence[str] | None = None
+) -> Pipeline:
+    """``learner`` behind the preprocessing steps, as one estimator fitted on the training split only.
+
+    With ``feature_names`` (one per input column) and a learner whose ``fit`` takes ``feature_names``,
+    the result is a :class:`NamedPipeline` that passes the learner the names of the columns left after
+    preprocessing (PCA components are named ``pca0``, ``pca1``, ...).
+    """
     pipeline = make_preprocessor(config)
-    return Pipeline([*pipeline.steps, ("learner", learner)])
+    steps = [*pipeline.steps, ("learner", learner)]
+    if feature_names is not None and _takes_feature_names(learner):
+        return NamedPipeline(steps, feature_names=list(feature_names))
+    return Pipeline(steps)

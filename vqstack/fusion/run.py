@@ -118,7 +118,10 @@ def build_estimator(learner: LearnerConfig, cfg: FusionConfig, specs: Sequence[F
     estimator = make_learner(learner.name, params)
     if learner.name in ("average",):
         return estimator  # branch scores are used as they are
-    return with_preprocessing(estimator, cfg.preprocess)
+    # Column names reach learners that use them (LightGBM `monotone` patterns), after preprocessing.
+    columns = [c for spec in specs for c in spec.columns]
+    names = columns if columns and len(columns) == sum(spec.n_columns for spec in specs) else None
+    return with_preprocessing(estimator, cfg.preprocess, feature_names=names)
 
 
 def _read(labels: LabelsConfig) -> Labels:
