@@ -16,7 +16,7 @@ only fit models. ``--opt key=value`` changes the extractor config (ablations), e
 
 Usage::
 
-    python scripts/check_frame_iqa_clive.py [--data /work/shared/data/clive-dev] [--nss] [--opt KEY=VALUE ...]
+    python scripts/check_frame_iqa_clive.py [--data ../shared/data/clive-dev] [--nss] [--opt KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import csv
 import hashlib
 import json
 import logging
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -37,6 +38,8 @@ import yaml
 from scipy.optimize import curve_fit
 from scipy.stats import pearsonr, spearmanr
 from sklearn.model_selection import train_test_split
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "clive-dev"  # ../shared beside the repo
 
 log = logging.getLogger("check_frame_iqa_clive")
 
@@ -68,7 +71,8 @@ def frame_iqa_features(data: Path, names: list[str], opts: dict[str, object]) ->
     torch.set_num_threads(2)
     ex = frame_iqa.FrameIQAExtractor(opts or None)
     key = json.dumps(ex.identity(), sort_keys=True) + _sources_hash(frame_iqa, efficientnet_lite)
-    cache = Path("/tmp") / f"frame_iqa_clive_{hashlib.sha256(key.encode()).hexdigest()[:16]}_{len(names)}.npz"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / f"frame_iqa_clive_{digest}_{len(names)}.npz"
     if cache.exists():
         log.info("frame_iqa features from cache %s", cache)
         with np.load(cache) as z:
@@ -93,7 +97,7 @@ def nss_features(data: Path, names: list[str]) -> np.ndarray:
 
     from vqstack.extract import nss_features as nf
 
-    cache = Path("/tmp") / f"frame_iqa_clive_nss_{_sources_hash(nf)}_{len(names)}.npy"
+    cache = Path(tempfile.gettempdir()) / f"frame_iqa_clive_nss_{_sources_hash(nf)}_{len(names)}.npy"
     if cache.exists():
         return np.load(cache)
     x = np.stack([nf.frame_features(np.asarray(Image.open(data / "images" / n).convert("RGB"))) for n in names])
@@ -160,7 +164,7 @@ def evaluate(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/clive-dev"))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                         help="frame_iqa config change (YAML value), e.g. scales=[1] or backbone=resnet50")
     parser.add_argument("--nss", action="store_true", help="also fuse with the handcrafted nss features")

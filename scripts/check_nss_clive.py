@@ -9,7 +9,7 @@ Features are cached in /tmp keyed by a hash of the extractor sources, so re-runs
 
 Usage::
 
-    python scripts/check_nss_clive.py [--data /work/shared/data/clive-dev] [--prefix brisque_s1 ...] [--bench]
+    python scripts/check_nss_clive.py [--data ../shared/data/clive-dev] [--prefix brisque_s1 ...] [--bench]
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from sklearn.svm import SVR
 
 from vqstack.extract import nss_features
 from vqstack.extract.nss_features import FRAME_FEATURE_NAMES, frame_features, temporal_features
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "clive-dev"  # ../shared beside the repo
 
 log = logging.getLogger("check_nss_clive")
 
@@ -178,7 +180,7 @@ def bench(data: Path, rounds: int = 5, frames: int = 20) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/clive-dev"))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--prefix", nargs="*", default=None, help="keep only features with these name prefixes")
     parser.add_argument("--drop", nargs="*", default=None, help="drop features with these name prefixes")
     parser.add_argument("--no-lgbm", action="store_true")
