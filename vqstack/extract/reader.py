@@ -253,6 +253,8 @@ class VideoReader:
             n = 0
             outputs = plan.new_outputs(chunk)
             pending: list[Future[None]] = []
+            yuv_bytes = max(1, self.info.width * self.info.height * 3 // 2)
+            in_flight = int(max(2, min(chunk, self.max_chunk_bytes // yuv_bytes)))
             last_frame: Any = None  # the last wanted frame that decoded (serves indices past the end)
 
             def converted() -> None:
@@ -293,6 +295,10 @@ class VideoReader:
                         buf = next_buffer(shape)
                     assert buf is not None
                     pending.append(converter.submit(convert, frame_no, frame, buf[n], outputs, n))
+                    # a decoded frame stays alive until converted: bound those in flight (memory), so a
+                    # converter slower than the decoder holds the decoder back instead of queueing frames
+                    if len(pending) > in_flight and not pending[-in_flight - 1].done():
+                        pending[-in_flight - 1].result()
                     last_frame = frame
                     self.frames_decoded += 1
                     idx[n] = frame_no
