@@ -68,7 +68,7 @@ class _CompositeView(FrameView):
         self.parts = [(c.view, {int(i) for i in wanted.tolist()}) for c, wanted in parts]
 
     def from_rgb(self, index: int, rgb: np.ndarray) -> list[Any]:
-        return [None if index not in wanted else rgb.copy() if view is None else view.from_rgb(index, rgb)
+        return [None if index not in wanted else rgb if view is None else view.from_rgb(index, rgb)
                 for view, wanted in self.parts]
 
     def from_decoded(self, index: int, frame: Any) -> list[Any]:

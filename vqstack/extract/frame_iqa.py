@@ -348,14 +348,9 @@ def resize_crop(frames: np.ndarray, cfg: FrameIQAConfig) -> np.ndarray:
     return frames
 
 
-def unit_float(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, h, w, 3]`` tensor -> float ``[N, 3, h, w]`` in [0, 1] (on the tensor's device)."""
-    return frames.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-
-
 def preprocess(frames: np.ndarray, cfg: FrameIQAConfig) -> torch.Tensor:
     """uint8 ``[N, H, W, 3]`` -> float ``[N, 3, h, w]`` in [0, 1], resized and centre-cropped (CPU)."""
-    return unit_float(torch.from_numpy(resize_crop(frames, cfg)))
+    return tu.unit_float(torch.from_numpy(resize_crop(frames, cfg)))
 
 
 def rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -523,7 +518,7 @@ class _FrameIQANetwork(nn.Module):
         """``x``: uint8 ``[N, h, w, 3]`` pixels, or float ``[N, 3, h, w]`` in [0, 1] -> ``[N, D]`` features."""
         cfg = self.cfg
         if x.dtype == torch.uint8:
-            x = unit_float(x)
+            x = tu.unit_float(x)
         x = (x - self.mean) / self.std
         out: list[torch.Tensor] = []
         for scale in cfg.scales:

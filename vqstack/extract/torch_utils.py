@@ -105,10 +105,9 @@ def batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def frames_to_tensor(frames: Any, device: torch.device) -> torch.Tensor:
-    """uint8 ``[N, H, W, 3]`` numpy -> float ``[N, 3, H, W]`` in [0, 1] on ``device``."""
-    t = torch.from_numpy(frames.copy() if not frames.flags.writeable else frames)
-    return t.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+def unit_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, H, W, 3]`` tensor -> contiguous float ``[N, 3, H, W]`` in [0, 1], on the tensor's device."""
+    return frames.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
 def torch_versions() -> dict[str, str]:
