@@ -150,15 +150,18 @@ class _Frames(FrameConsumer):
 class _Fragments(FrameConsumer):
     def __init__(self, ex: BranchExtractor, info: VideoInfo) -> None:
         from vqstack.extract.fragment_sampling import FragmentSampler
+        from vqstack.extract.fragments import FragmentsView
 
         self.ex, self.info = ex, info
         self.idx = ex.fragment_indices(info)
         self.sampler = FragmentSampler(self.idx, aligned=min(ex.model_recipe["clip_len"], 32), offsets="seeded",
                                        seed=0)
+        # the fragments extractor's view: patches cut in the reader from the YUV planes (bit-identical to RGB)
+        self.view = FragmentsView(self.sampler, None)
 
-    def consume(self, indices: np.ndarray, frames: np.ndarray) -> None:
-        for i, frame in zip(indices.tolist(), frames, strict=True):
-            self.sampler.add(i, frame)
+    def consume(self, indices: np.ndarray, frames: Any) -> None:
+        for i, (fragments, _) in zip(indices.tolist(), frames, strict=True):
+            self.sampler.place(i, fragments)
 
     def finish(self) -> VideoFeatures:
         model = self.ex.model

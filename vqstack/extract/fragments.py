@@ -134,7 +134,7 @@ class FragmentsConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
-class _FragmentsView(FrameView):
+class FragmentsView(FrameView):
     """Per frame: its fragment images (cut from the YUV planes where it can) and its aesthetic frame."""
 
     def __init__(self, technical: FragmentSampler, aesthetic: ResizeSampler | None) -> None:
@@ -160,7 +160,7 @@ class _FragmentsConsumer(FrameConsumer):
         self.technical = FragmentSampler(self.tech_indices, aligned=spec.aligned, offsets=cfg.offsets, seed=cfg.seed)
         self.aesthetic = (ResizeSampler(extractor.aesthetic_indices(info), antialias=cfg.aesthetic_antialias)
                           if spec.aesthetic else None)
-        self.view = _FragmentsView(self.technical, self.aesthetic)
+        self.view = FragmentsView(self.technical, self.aesthetic)
 
     def consume(self, indices: np.ndarray, frames: Any) -> None:
         for idx, (fragments, small) in zip(indices.tolist(), frames, strict=True):
