@@ -19,6 +19,7 @@ from vqstack.extract.nss_features import (
     mscn,
     temporal_features,
     temporal_noise,
+    temporal_sharpness,
 )
 from vqstack.extract.nss_fit import aggd_from_stats, aggd_stats, fit_aggd, fit_ggd, ggd_ratio, invert_ggd_ratio
 
@@ -189,12 +190,47 @@ def test_temporal_noise_sees_frame_to_frame_noise_but_not_a_clean_pan() -> None:
 def test_temporal_features_measure_noise_not_motion(natural_rgb: np.ndarray) -> None:
     i = TEMPORAL_FEATURE_NAMES.index("tnoise_mc_p10_log")
     j = TEMPORAL_FEATURE_NAMES.index("tnoise_mc_p50_log")
-    assert TEMPORAL_FEATURE_NAMES[-2:] == ("tnoise_mc_p10_log", "tnoise_mc_p50_log")
     panned = temporal_features(natural_rgb, np.roll(natural_rgb, (2, 4), axis=(0, 1)))
     assert panned[i] == 0.0 and panned[j] < 0.05  # only the wrapped border blocks differ
     noise = np.random.default_rng(7).normal(0, 5, natural_rgb.shape)
     noisy = np.clip(np.rint(natural_rgb + noise), 0, 255).astype(np.uint8)
     assert temporal_features(natural_rgb, noisy)[i] > 0.5
+
+
+def test_temporal_sharpness_separates_noise_from_texture() -> None:
+    """Sharper content raises the Laplacian energy but not the noise loss; noise raises the loss and the
+    residual in step with its level, while a clean pan (aligned by its shift) stays at 0."""
+    rng = np.random.default_rng(8)
+    base = _pink_gray(320, seed=9)
+    prev, cur = base[30:270, 30:290], base[26:266, 36:296]  # a pan of (4, -6) pixels
+    shift = (4, -6)
+
+    def sharp(p: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return temporal_sharpness(p.astype(np.float32), c.astype(np.float32), shift)
+
+    assert np.all(sharp(prev, cur) == 0.0)
+    assert np.all(temporal_sharpness(prev.astype(np.float32), prev.astype(np.float32), (0, 0)) == 0.0)
+    textured = 3.0 * (base - ndimage.gaussian_filter(base, 1.0)) + base  # unsharp mask: more fine detail
+    assert np.all(sharp(textured[30:270, 30:290], textured[26:266, 36:296]) == 0.0)
+    losses, residuals = [], []
+    for sigma in (2.0, 5.0, 10.0):
+        noisy = [f + rng.normal(0, sigma, f.shape) for f in (prev, cur)]
+        out = sharp(*noisy)
+        losses.append(out[0])
+        residuals.append(out[3])
+    assert 0.0 < losses[0] < losses[1] < losses[2]
+    assert 0.0 < residuals[0] < residuals[1] < residuals[2]
+    # the residual is the Laplacian energy of the half difference: 20 sigma^2 / 2 for white noise
+    assert np.expm1(residuals[1]) == pytest.approx(20 * 5.0**2 / 2, rel=0.1)
+
+
+def test_temporal_features_report_the_noise_share_of_sharpness(natural_rgb: np.ndarray) -> None:
+    loss = TEMPORAL_FEATURE_NAMES.index("tsharp_s1_noise_loss")
+    panned = temporal_features(natural_rgb, np.roll(natural_rgb, (2, 4), axis=(0, 1)))
+    assert abs(panned[loss]) < 0.01  # only the wrapped border differs
+    noise = np.random.default_rng(7).normal(0, 5, natural_rgb.shape)
+    noisy = np.clip(np.rint(natural_rgb + noise), 0, 255).astype(np.uint8)
+    assert temporal_features(natural_rgb, noisy)[loss] > 0.05
 
 
 # ----------------------------------------------------------------------------------------------- fitting

@@ -5,8 +5,8 @@ scales plus sharpness, noise, colour, contrast and blockiness cues (:mod:`nss_fe
 sampled frame also the statistics of its difference with the *next* frame (frame-difference NSS,
 motion energy): adjacent frames, not the next 2 fps sample, so the cue measures temporal
 distortion rather than scene motion over half a second; among them the temporal noise left after
-global-motion compensation. Pooled over time by mean, std, min, max and
-percentiles.
+global-motion compensation and how much of the frame's sharpness that noise accounts for. Pooled
+over time by mean, std, min, max and percentiles.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class _NSSConsumer(FrameConsumer):
 
 class NSSExtractor(Extractor):
     name = "nss"
-    version = "2"  # 2: motion-compensated temporal noise (tnoise_mc_*)
+    version = "3"  # 2: motion-compensated temporal noise (tnoise_mc_*); 3: noise-corrected sharpness (tsharp_*)
     config_cls = NSSConfig
     view_kind = "fps"
     description = "BRISQUE-style MSCN + sharpness/noise/colour/contrast/blockiness + frame-difference NSS"

@@ -49,7 +49,7 @@ from scipy import ndimage
 
 from vqstack.extract.nss_fit import aggd_from_stats, aggd_stats, ggd_from_moments
 
-FEATURES_VERSION = "2"
+FEATURES_VERSION = "3"
 """Bump when any feature's definition or order changes: stored features carry it, so stale caches show."""
 
 MIN_SIDE = 32
@@ -125,6 +125,10 @@ TEMPORAL_FEATURE_NAMES: tuple[str, ...] = (
     *(f"tdiff_s1_{p}_{k}" for p in ("h", "v") for k in ("shape", "mean", "lvar", "rvar")),
     "tnoise_mc_p10_log",
     "tnoise_mc_p50_log",
+    *(f"tsharp_s{s}_noise_loss" for s in range(1, N_SCALES + 1)),
+    *(f"tsharp_s{s}_residual_log" for s in range(1, N_SCALES + 1)),
+    "tsharp_ratio_12_noise_shift",
+    "tsharp_ratio_23_noise_shift",
 )
 
 
@@ -427,9 +431,23 @@ def global_shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     return (dy - h if dy > h // 2 else dy), (dx - w if dx > w // 2 else dx)
 
 
-def temporal_noise(prev_y: np.ndarray, y: np.ndarray, block: int = BLOCK) -> tuple[float, float]:
+def _overlap(prev_y: np.ndarray, y: np.ndarray, shift: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of ``prev_y`` and ``y`` that show the same scene content under the translation
+    ``shift`` (as :func:`global_shift` returns it); empty arrays when the shift leaves no overlap."""
+    dy, dx = shift
+    h, w = y.shape
+    oh, ow = max(h - abs(dy), 0), max(w - abs(dx), 0)
+    cur = y[max(dy, 0) : max(dy, 0) + oh, max(dx, 0) : max(dx, 0) + ow]
+    ref = prev_y[max(-dy, 0) : max(-dy, 0) + oh, max(-dx, 0) : max(-dx, 0) + ow]
+    return ref, cur
+
+
+def temporal_noise(
+    prev_y: np.ndarray, y: np.ndarray, block: int = BLOCK, shift: tuple[int, int] | None = None
+) -> tuple[float, float]:
     """Motion-compensated temporal residual: 10th percentile and median over ``block x block`` blocks of
-    the mean absolute difference between ``y`` and ``prev_y`` shifted by their :func:`global_shift`.
+    the mean absolute difference between ``y`` and ``prev_y`` shifted by their :func:`global_shift`
+    (``shift`` when the caller has it already).
 
     Why: temporal noise (sensor noise, film grain, dither) is independent from frame to frame while
     the scene moves coherently, so once the motion is compensated the best-matched blocks (the low
@@ -438,18 +456,48 @@ def temporal_noise(prev_y: np.ndarray, y: np.ndarray, block: int = BLOCK) -> tup
     and the 2x2 average keeps noise while softening sub-pixel motion). Both values are 0 for identical
     frames; blocks wholly inside the overlap of the two frames only.
     """
-    dy, dx = global_shift(prev_y, y)
-    h, w = y.shape
-    oh, ow = h - abs(dy), w - abs(dx)
+    ref, cur = _overlap(prev_y, y, global_shift(prev_y, y) if shift is None else shift)
+    oh, ow = cur.shape
     if oh < block or ow < block:
         return 0.0, 0.0
-    cur = y[max(dy, 0) : max(dy, 0) + oh, max(dx, 0) : max(dx, 0) + ow]
-    ref = prev_y[max(-dy, 0) : max(-dy, 0) + oh, max(-dx, 0) : max(-dx, 0) + ow]
     bh, bw = (oh // block) * block, (ow // block) * block
     res = np.abs(cur[:bh, :bw] - ref[:bh, :bw])
     blocks = res.reshape(bh // block, block, bw // block, block).mean(axis=(1, 3))
     p10, p50 = np.percentile(blocks, [10, 50])
     return float(p10), float(p50)
+
+
+def temporal_sharpness(prev_y: np.ndarray, y: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
+    """How much of the frame's apparent sharpness is temporal noise, per scale: ``[loss_s1..s3,
+    log(1 + residual_s1..s3), ratio_12 shift, ratio_23 shift]``; all zeros for identical frames.
+
+    Why: the spatial sharpness cues (Laplacian variance, its ratio across scales) cannot tell fine
+    texture from noise, so noise reads as *sharper* and a no-reference model ranks mildly noisy
+    versions above their pristine source. With the two frames aligned by ``shift``, their half sum
+    ``S`` keeps the scene and half the noise variance, their half difference ``D`` keeps the same
+    noise variance and no scene (up to sub-pixel motion), so ``var(lap S) - var(lap D)`` estimates
+    the Laplacian energy of the scene alone (the noise terms cancel). ``loss`` is
+    ``log(1 + var(lap S)) - log(1 + clean)``: 0 for a clean pan, growing with the noise; ``residual``
+    is ``var(lap D)`` itself; the ratio shifts are what the noise does to the cross-scale ratios.
+    """
+    ref, cur = _overlap(prev_y, y, shift)
+    out = np.zeros(2 * N_SCALES + 2)
+    if min(cur.shape, default=0) < 3:
+        return out
+    s = (cur + ref) * np.float32(0.5)
+    d = (cur - ref) * np.float32(0.5)
+    plain, clean = [], []
+    for k in range(N_SCALES):
+        ls, ld = laplacian_energy(s), laplacian_energy(d)
+        plain.append(ls)
+        clean.append(max(ls - ld, 0.0))
+        out[k] = np.log1p(ls) - np.log1p(clean[k])
+        out[N_SCALES + k] = np.log1p(ld)
+        s, d = downsample2(s), downsample2(d)
+    for k in range(N_SCALES - 1):
+        out[2 * N_SCALES + k] = (np.log((plain[k] + 1.0) / (plain[k + 1] + 1.0))
+                                 - np.log((clean[k] + 1.0) / (clean[k + 1] + 1.0)))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -494,14 +542,19 @@ def temporal_features(prev_rgb: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     than 8 grey levels, and the change of mean luminance (flicker). NSS of the difference: GGD of ``dY``
     (shape, log(1 + variance)), GGD of its MSCN at full and half resolution, and AGGD of the horizontal
     and vertical MSCN products at full resolution. Temporal noise: :func:`temporal_noise` of the
-    half-resolution luminance (log(1 + grey levels)).
+    half-resolution luminance (log(1 + grey levels)). Noise-corrected sharpness:
+    :func:`temporal_sharpness` of the full-resolution luminance.
     """
     prev_rgb, rgb = check_rgb(prev_rgb, "prev_rgb"), check_rgb(rgb)
     if prev_rgb.shape != rgb.shape:
         raise ValueError(f"The two frames must have the same shape, got {prev_rgb.shape} and {rgb.shape}")
     y_cur = luminance(ensure_min_size(rgb))
     y_prev = luminance(ensure_min_size(prev_rgb))
-    tnoise = temporal_noise(downsample2(y_prev), downsample2(y_cur))
+    half_prev, half_cur = downsample2(y_prev), downsample2(y_cur)
+    half_shift = global_shift(half_prev, half_cur)
+    tnoise = temporal_noise(half_prev, half_cur, shift=half_shift)
+    # The half-resolution shift, doubled, is within a pixel of the full-resolution one and costs no FFT.
+    tsharp = temporal_sharpness(y_prev, y_cur, (2 * half_shift[0], 2 * half_shift[1]))
     d = np.subtract(y_cur, y_prev, out=y_cur)
     n = d.size
     ad = np.abs(d)
@@ -527,6 +580,7 @@ def temporal_features(prev_rgb: np.ndarray, rgb: np.ndarray) -> np.ndarray:
             *ggd_features(m2),
             *prods[2:],
             *np.log1p(tnoise),
+            *tsharp,
         ],
         dtype=np.float64,
     )
