@@ -92,7 +92,7 @@ def run_demo(out: Path, *, workers: int = 2, seconds: float = 2.0) -> int:
         # The table of the current nss version by name: an out folder kept from an older vqstack also
         # holds the older version's table, and the extractor name alone would be ambiguous.
         features=[FeatureGroup(extractor=nss_table, name="nss", pooling=["mean", "std"])],
-        # Six training sources cannot span every content: z-scores beyond 3 training standard deviations
+        # Seven training sources cannot span every content: z-scores beyond 3 training standard deviations
         # (a held-out source's own content, not damage) are clipped so that they do not zero the RBF kernel.
         preprocess=PreprocessConfig(clip=DEMO_CLIP),
         learners=[LearnerConfig("svr"), LearnerConfig("lightgbm")],

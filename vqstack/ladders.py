@@ -27,15 +27,18 @@ LADDERS: dict[str, list[tuple[str | None, int]]] = {
     "noise": [(f"noise=alls={n}:allf=t", 12) for n in (6, 14, 28, 50)],
 }
 
-# Demo sources: pans over pictures — a public-domain photo of Grace Hopper (US Navy) and two
-# shaded elevation maps, all shipped with matplotlib, and two seeded 1/f ("natural-scene-like")
-# textures — plus two ffmpeg lavfi sources with fine texture and motion. Seven sources let the
-# demo hold one out and still train on six. Small sizes keep it fast.
+# Demo sources: pans over pictures — a public-domain photo of Grace Hopper (US Navy) and a shaded
+# elevation map that matplotlib ships, the two photos that scikit-learn ships (a Chinese temple, a
+# flower), two seeded 1/f ("natural-scene-like") textures — plus two ffmpeg lavfi sources with fine
+# texture and motion. Eight sources let the demo hold one out and still train on seven. Small sizes
+# keep it fast. Rule for a source: its pristine clip must not be upscaled by 2x or more (the scale
+# ladder's first step), or it already carries the damage that VMAF, comparing it with itself, calls
+# perfect; matplotlib's topobathy map (a 91x120 grid, 6x upscaled) was a source until nss 3 and broke it.
 LAVFI_SOURCES: dict[str, str] = {
     "testsrc2": "testsrc2=size={w}x{h}:rate={r}",
     "mandelbrot": "mandelbrot=size={w}x{h}:rate={r}",
 }
-PICTURE_SOURCES = ("hopper", "jacksboro", "topobathy", "clouds", "meadow")
+PICTURE_SOURCES = ("hopper", "jacksboro", "china", "flower", "clouds", "meadow")
 
 
 def _shaded(elevation: Any, cmap: str) -> Any:
@@ -71,14 +74,18 @@ def _render_picture(name: str, out: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    if name == "hopper":
+    if name == "hopper":  # photos: kept at their own size (the pan scales them to twice the frame width)
         with cbook.get_sample_data("grace_hopper.jpg") as fh, Image.open(fh) as img:
             img.convert("RGB").save(out)
         return out
-    if name in ("jacksboro", "topobathy"):
-        data = cbook.get_sample_data(f"{name}_fault_dem.npz" if name == "jacksboro" else "topobathy.npz")
-        key = "elevation" if "elevation" in data else next(iter(data.keys()))
-        rgb = _shaded(np.asarray(data[key]), "gist_earth" if name == "jacksboro" else "terrain")
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        Image.fromarray(load_sample_image(f"{name}.jpg")).save(out)
+        return out
+    if name == "jacksboro":  # a 344x403 elevation grid
+        data = cbook.get_sample_data("jacksboro_fault_dem.npz")
+        rgb = _shaded(np.asarray(data["elevation"]), "gist_earth")
     elif name == "clouds":
         field = _pink_noise(11, (600, 720), 1)[..., 0]
         rgb = (matplotlib.colormaps["Blues_r"](field)[..., :3] * 255).astype("uint8")

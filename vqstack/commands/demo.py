@@ -1,6 +1,7 @@
 """``vqstack demo``: the whole pipeline on videos it makes itself (no data, no weights, no download).
 
-It renders four ffmpeg test sources, damages each along four ladders (x264 CRF, downscale-upscale,
+It renders eight sources (pans over photos and maps that matplotlib and scikit-learn ship, seeded
+1/f textures, two ffmpeg test sources), damages each along four ladders (x264 CRF, downscale-upscale,
 blur, noise; four steps each), scores every version with VMAF against its pristine source, then
 runs vqstack: probe -> 2 fps frames -> extract ``nss`` into a store -> fuse fit (SVR, grouped by
 source: each source is scored by a model that never saw it) -> per-ladder Spearman correlation of
