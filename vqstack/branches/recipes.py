@@ -88,6 +88,8 @@ class OptimRecipe:
     ``ema_decay`` > 0 keeps an exponential moving average of the weights, used for validation and
     saved as the branch (FAST-VQA). ``amp``: ``auto`` = bf16/fp16 autocast on CUDA, fp32 on CPU.
     ``loss``: ``plcc`` | ``smooth_l1`` | ``l1`` | ``mse``, plus ``rank_weight`` x the rank loss.
+    ``damage_rank_weight`` > 0 (frame-IQA fine-tuning): plus that weight x a hinge asking each training
+    crop to score above a synthetically damaged copy of itself (:mod:`vqstack.branches.damage`).
     """
 
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -103,6 +105,7 @@ class OptimRecipe:
     grad_clip: float = 0.0
     loss: Literal["plcc", "smooth_l1", "l1", "mse"] = "plcc"
     rank_weight: float = 0.0
+    damage_rank_weight: float = 0.0
     eval_batch_size: int = 64
 
 
@@ -151,6 +154,9 @@ class Recipe:
             raise ValueError(f"model.kind {m.kind} needs frames: data.source must be 'videos' or 'frames'")
         if d.source == "frames" and d.frames_root is None:
             raise ValueError("data.source frames needs data.frames_root")
+        if o.damage_rank_weight < 0 or (o.damage_rank_weight > 0 and (m.kind != "frame_iqa" or m.freeze_backbone)):
+            raise ValueError("optim.damage_rank_weight must be >= 0, and > 0 only for a frame_iqa fine-tune "
+                             "(model.kind frame_iqa, backbone not frozen)")
         if self.protocol.name == "files" and self.protocol.train_labels is None:
             raise ValueError("protocol files needs protocol.train_labels")
 

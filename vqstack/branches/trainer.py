@@ -301,6 +301,19 @@ class Trainer:
         mean, std = self.mos_norm
         return raw * std + mean
 
+    def _scores_with_damage(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of the batch and the damage hinge: the crops and their damaged copies go through the
+        model in one forward pass (one batch of 2B, so BatchNorm and DDP see a single call)."""
+        from vqstack.branches.damage import damage_hinge, synthetic_damage
+        from vqstack.extract.torch_utils import autocast
+
+        b = x.shape[0]
+        both = torch.cat([x, synthetic_damage(x)])
+        masks = None if mask is None else torch.cat([mask, mask])
+        with autocast(self.device, self.recipe.optim.amp):
+            score, _ = self.train_model(both, masks)
+        return score[:b], damage_hinge(score[:b], score[b:])
+
     def branch_checkpoint(self, epoch: int, val: dict[str, float]) -> dict[str, Any]:
         """What ``best.pt`` holds: enough to rebuild the branch as an extractor, nothing to resume."""
         return {"format": CHECKPOINT_FORMAT, "format_version": 1, "recipe": to_dict(self.recipe),
@@ -364,10 +377,15 @@ class Trainer:
                 x = batch.x.to(self.device, non_blocking=True)
                 mask = None if batch.mask is None else batch.mask.to(self.device)
                 y = self._targets(batch.y.to(self.device))
-                with autocast(self.device, o.amp):
-                    score, _ = self.train_model(x, mask)
+                if o.damage_rank_weight > 0:
+                    score, loss_extra = self._scores_with_damage(x, mask)
+                else:
+                    with autocast(self.device, o.amp):
+                        score, _ = self.train_model(x, mask)
                 pred, target = gather_batch(self.ctx, score.float(), y)
                 loss = self.loss_fn(pred, target)
+                if o.damage_rank_weight > 0:
+                    loss = loss + o.damage_rank_weight * loss_extra
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 if o.grad_clip > 0:
