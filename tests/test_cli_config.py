@@ -93,6 +93,15 @@ def test_shipped_fusion_configs_are_valid() -> None:
         load_fusion_config(path)
 
 
+def test_shipped_train_recipes_are_valid() -> None:
+    from vqstack.branches.recipes import load_recipe
+
+    recipes = sorted((Path(__file__).parents[1] / "configs" / "train").glob("*.yml"))
+    assert recipes
+    for path in recipes:
+        load_recipe(path)
+
+
 def test_probe_command(bad_inputs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     assert main(["probe", str(bad_inputs["rotated"]), str(bad_inputs["zero_byte"])]) == 1
     out, err = capsys.readouterr()
