@@ -27,10 +27,13 @@ LADDERS: dict[str, list[tuple[str | None, int]]] = {
     "noise": [(f"noise=alls={n}:allf=t", 12) for n in (6, 14, 28, 50)],
 }
 
-X264_REPEATABLE = ("-c:v", "libx264", "-threads", "1", "-filter_threads", "1")
-"""x264 on one thread: with ffmpeg's default threading, re-encoding the same clip gave different bytes in
-1 of 6 runs here (and so different VMAF and demo numbers from run to run); the ladders' parallelism comes
-from encoding several steps at once instead."""
+def _x264(crf: int) -> list[str]:
+    """The ladders' x264 output options. One thread: with ffmpeg's default threading, re-encoding the same
+    clip gave different bytes in 1 of 6 runs here (and so different VMAF and demo numbers from run to run);
+    the ladders' parallelism comes from encoding several steps at once instead."""
+    return ["-c:v", "libx264", "-threads", "1", "-filter_threads", "1", "-preset", "veryfast", "-crf", str(crf),
+            "-pix_fmt", "yuv420p"]
+
 
 # Demo sources: pans over pictures — a public-domain photo of Grace Hopper (US Navy) and a shaded
 # elevation map that matplotlib ships, the two photos that scikit-learn ships (a Chinese temple, a
@@ -125,16 +128,14 @@ def _run(args: list[str]) -> None:
 
 def make_pristine(out: Path, lavfi: str, *, seconds: float, exe: str) -> Path:
     _run([exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", lavfi,
-          "-t", str(seconds), *X264_REPEATABLE, "-preset", "veryfast", "-crf", "8", "-pix_fmt", "yuv420p",
-          str(out)])
+          "-t", str(seconds), *_x264(8), str(out)])
     return out
 
 
 def make_pan(out: Path, picture: Path, *, size: tuple[int, int], rate: int, seconds: float, exe: str) -> Path:
     w, h = size
     _run([exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-loop", "1", "-framerate", str(rate),
-          "-i", str(picture), "-t", str(seconds), "-vf", _pan_filter(w, h, seconds), *X264_REPEATABLE,
-          "-preset", "veryfast", "-crf", "8", "-pix_fmt", "yuv420p", str(out)])
+          "-i", str(picture), "-t", str(seconds), "-vf", _pan_filter(w, h, seconds), *_x264(8), str(out)])
     return out
 
 
@@ -148,7 +149,7 @@ def make_step(pristine: Path, out: Path, vf: str | None, crf: int, exe: str) -> 
             info = probe(pristine)
             vf = vf.replace("{w}", str(info.width)).replace("{h}", str(info.height))
         args += ["-vf", vf]
-    args += [*X264_REPEATABLE, "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", str(out)]
+    args += [*_x264(crf), str(out)]
     _run(args)
     return out
 

@@ -301,16 +301,23 @@ class Trainer:
         mean, std = self.mos_norm
         return raw * std + mean
 
-    def _scores_with_damage(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores of the batch and the damage hinge: the crops and their damaged copies go through the
-        model in one forward pass (one batch of 2B, so BatchNorm and DDP see a single call)."""
-        from vqstack.branches.damage import damage_hinge, synthetic_damage
+    def _train_scores(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores of a training batch, and the damage hinge when ``optim.damage_rank_weight`` > 0 (else None):
+        the crops and their damaged copies then go through the model in one forward pass (one batch of
+        2B, so BatchNorm and DDP see a single call)."""
         from vqstack.extract.torch_utils import autocast
+
+        o = self.recipe.optim
+        if o.damage_rank_weight == 0:
+            with autocast(self.device, o.amp):
+                score, _ = self.train_model(x, mask)
+            return score, None
+        from vqstack.branches.damage import damage_hinge, synthetic_damage
 
         b = x.shape[0]
         both = torch.cat([x, synthetic_damage(x)])
         masks = None if mask is None else torch.cat([mask, mask])
-        with autocast(self.device, self.recipe.optim.amp):
+        with autocast(self.device, o.amp):
             score, _ = self.train_model(both, masks)
         return score[:b], damage_hinge(score[:b], score[b:])
 
@@ -355,7 +362,6 @@ class Trainer:
     # -- run ---------------------------------------------------------------------------------------
 
     def fit(self) -> SplitResult:
-        from vqstack.extract.torch_utils import autocast
 
         o = self.recipe.optim
         t0 = time.perf_counter()
@@ -377,15 +383,11 @@ class Trainer:
                 x = batch.x.to(self.device, non_blocking=True)
                 mask = None if batch.mask is None else batch.mask.to(self.device)
                 y = self._targets(batch.y.to(self.device))
-                if o.damage_rank_weight > 0:
-                    score, loss_extra = self._scores_with_damage(x, mask)
-                else:
-                    with autocast(self.device, o.amp):
-                        score, _ = self.train_model(x, mask)
+                score, damage_loss = self._train_scores(x, mask)
                 pred, target = gather_batch(self.ctx, score.float(), y)
                 loss = self.loss_fn(pred, target)
-                if o.damage_rank_weight > 0:
-                    loss = loss + o.damage_rank_weight * loss_extra
+                if damage_loss is not None:
+                    loss = loss + o.damage_rank_weight * damage_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 if o.grad_clip > 0:

@@ -87,7 +87,7 @@ class _NSSConsumer(FrameConsumer):
 
 class NSSExtractor(Extractor):
     name = "nss"
-    version = "3"  # 2: motion-compensated temporal noise (tnoise_mc_*); 3: noise-corrected sharpness (tsharp_*)
+    version = nf.FEATURES_VERSION
     config_cls = NSSConfig
     view_kind = "fps"
     description = "BRISQUE-style MSCN + sharpness/noise/colour/contrast/blockiness + frame-difference NSS"

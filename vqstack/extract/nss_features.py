@@ -50,7 +50,9 @@ from scipy import ndimage
 from vqstack.extract.nss_fit import aggd_from_stats, aggd_stats, ggd_from_moments
 
 FEATURES_VERSION = "3"
-"""Bump when any feature's definition or order changes: stored features carry it, so stale caches show."""
+"""Bump when any feature's definition or order changes: stored features carry it (it is the ``nss``
+extractor's version), so stale caches show. 2: motion-compensated temporal noise (``tnoise_mc_*``);
+3: noise-corrected sharpness (``tsharp_*``)."""
 
 MIN_SIDE = 32
 """Frames are upscaled (nearest neighbour) until both sides are at least this, so that three scales and
