@@ -11,7 +11,14 @@ import torch
 import yaml
 from PIL import Image, ImageFilter
 
-from vqstack.branches.damage import DAMAGE_KINDS, damage_hinge, damage_one, synthetic_damage
+from vqstack.branches.damage import (
+    DAMAGE_KINDS,
+    RANKIQA_KINDS,
+    damage_hinge,
+    damage_one,
+    motion_kernel,
+    synthetic_damage,
+)
 from vqstack.branches.recipes import load_recipe
 from vqstack.cli import main
 
@@ -36,8 +43,39 @@ def test_each_damage_changes_the_image_and_keeps_its_range(kind: str) -> None:
     if kind == "noise":  # noise adds high frequencies to a smooth image
         smooth = torch.nn.functional.avg_pool2d(x[None], 5, 1, 2)[0]
         assert _lap_energy(damage_one(smooth, kind)) > 2 * _lap_energy(smooth)
-    else:  # blur and downscale remove them from a sharp one
+    elif kind == "exposure":  # the whole image gets much darker or much brighter, never both
+        shifts = []
+        for seed in range(8):
+            torch.manual_seed(seed)
+            shifts.append(float(damage_one(x, kind).mean() - x.mean()))
+        assert all(abs(s) > 0.1 for s in shifts) and min(shifts) < 0 < max(shifts)
+    else:  # blur, downscale, motion and strong JPEG remove high frequencies from a sharp one
         assert _lap_energy(y) < 0.5 * _lap_energy(x)
+    if kind == "jpeg":  # decoded 8-bit pixels
+        assert torch.equal(y * 255, (y * 255).round())
+
+
+def test_motion_kernel_is_a_normalised_line_through_the_centre() -> None:
+    flat = motion_kernel(7, 0.0)
+    assert flat.shape == (7, 7) and float(flat.sum()) == pytest.approx(1.0)
+    assert float(flat[3].sum()) == pytest.approx(1.0)  # angle 0: only the middle row
+    diagonal = motion_kernel(9, torch.pi / 4)
+    assert torch.allclose(diagonal, diagonal.T, atol=1e-6)  # symmetric about the 45-degree line
+    assert torch.allclose(diagonal, diagonal.flip(0, 1), atol=1e-6)  # and about the centre
+    assert float(diagonal[0, 8] + diagonal[8, 0]) == 0.0  # nothing on the other diagonal's ends
+
+
+def test_default_kinds_are_rankiqas_three_and_a_subset_draws_only_from_itself() -> None:
+    frames = torch.stack([_texture(s) for s in range(6)])
+    torch.manual_seed(1)
+    default = synthetic_damage(frames)
+    torch.manual_seed(1)
+    assert torch.equal(default, synthetic_damage(frames, RANKIQA_KINDS))
+    torch.manual_seed(1)
+    only_noise = synthetic_damage(frames, ("noise",))
+    torch.manual_seed(1)
+    torch.randint(0, 1, (6,))  # the same draws synthetic_damage makes before damaging
+    assert torch.equal(only_noise, torch.stack([damage_one(f, "noise") for f in frames]))
 
 
 def test_synthetic_damage_is_reproducible_from_the_torch_seed() -> None:
@@ -70,6 +108,14 @@ def test_recipe_rejects_damage_ranking_without_a_trainable_frame_backbone(tmp_pa
         load_recipe(tmp_path / "r.yml")
 
 
+def test_recipe_rejects_an_unknown_damage_kind(tmp_path: Path) -> None:
+    recipe = {"name": "x", "data": {"labels": "l.csv", "source": "videos"}, "model": {"kind": "frame_iqa"},
+              "optim": {"damage_rank_weight": 0.3, "damage_kinds": ["blur", "vignette"]}}
+    (tmp_path / "r.yml").write_text(yaml.safe_dump(recipe))
+    with pytest.raises(Exception, match=r"damage_kinds.*vignette"):
+        load_recipe(tmp_path / "r.yml")
+
+
 def test_frame_iqa_finetune_with_damage_ranking_trains_and_differs(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     images = tmp_path / "images"
@@ -90,7 +136,7 @@ def test_frame_iqa_finetune_with_damage_ranking_trains_and_differs(tmp_path: Pat
             "model": {"kind": "frame_iqa", "backbone": "efficientnet_lite0", "pretrained": False, "hidden": 8,
                       "frame_iqa": {"taps": ["stage3", "head"], "pooling": ["mean", "std"]}},
             "optim": {"lr": 1e-3, "epochs": 2, "batch_size": 4, "warmup_epochs": 0.5, "loss": "plcc",
-                      "rank_weight": 0.3, "damage_rank_weight": weight},
+                      "rank_weight": 0.3, "damage_rank_weight": weight, "damage_kinds": list(DAMAGE_KINDS)},
             "protocol": {"name": "all", "val_size": 0.25},
             "output": str(tmp_path / f"run{weight}"),
         }

@@ -89,7 +89,8 @@ class OptimRecipe:
     saved as the branch (FAST-VQA). ``amp``: ``auto`` = bf16/fp16 autocast on CUDA, fp32 on CPU.
     ``loss``: ``plcc`` | ``smooth_l1`` | ``l1`` | ``mse``, plus ``rank_weight`` x the rank loss.
     ``damage_rank_weight`` > 0 (frame-IQA fine-tuning): plus that weight x a hinge asking each training
-    crop to score above a synthetically damaged copy of itself (:mod:`vqstack.branches.damage`).
+    crop to score above a synthetically damaged copy of itself (:mod:`vqstack.branches.damage`), damaged
+    by one of ``damage_kinds`` drawn per crop (default: RankIQA's blur, noise and downscale).
     """
 
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -106,6 +107,7 @@ class OptimRecipe:
     loss: Literal["plcc", "smooth_l1", "l1", "mse"] = "plcc"
     rank_weight: float = 0.0
     damage_rank_weight: float = 0.0
+    damage_kinds: list[str] = field(default_factory=lambda: ["blur", "noise", "downscale"])
     eval_batch_size: int = 64
 
 
@@ -157,6 +159,13 @@ class Recipe:
         if o.damage_rank_weight < 0 or (o.damage_rank_weight > 0 and (m.kind != "frame_iqa" or m.freeze_backbone)):
             raise ValueError("optim.damage_rank_weight must be >= 0, and > 0 only for a frame_iqa fine-tune "
                              "(model.kind frame_iqa, backbone not frozen)")
+        if o.damage_rank_weight > 0:
+            from vqstack.branches.damage import DAMAGE_KINDS
+
+            unknown = sorted(set(o.damage_kinds) - set(DAMAGE_KINDS))
+            if unknown or not o.damage_kinds:
+                raise ValueError(f"optim.damage_kinds must be a non-empty list of {list(DAMAGE_KINDS)}, got "
+                                 f"{o.damage_kinds}")
         if self.protocol.name == "files" and self.protocol.train_labels is None:
             raise ValueError("protocol files needs protocol.train_labels")
 

@@ -315,7 +315,7 @@ class Trainer:
         from vqstack.branches.damage import damage_hinge, synthetic_damage
 
         b = x.shape[0]
-        both = torch.cat([x, synthetic_damage(x)])
+        both = torch.cat([x, synthetic_damage(x, tuple(o.damage_kinds))])
         masks = None if mask is None else torch.cat([mask, mask])
         with autocast(self.device, o.amp):
             score, _ = self.train_model(both, masks)
