@@ -79,3 +79,28 @@ def test_files_protocol_uses_the_given_train_val_test(tmp_path: Path) -> None:
 
     record = json.loads((tmp_path / "run" / "files" / "result.json").read_text())
     assert (record["n_train"], record["n_val"], record["n_test"]) == (20, 5, 7)
+
+
+def test_test_predictions_match_the_reported_srocc_and_resume_backfills_them(tmp_path: Path) -> None:
+    from vqstack.metrics import srocc
+
+    store, labels = make_synthetic_store(tmp_path, n=32)
+    recipe = load_recipe(head_recipe(tmp_path, store, labels), epochs=2)
+    summary = run_recipe(recipe, out=tmp_path / "run", device="cpu")
+    rows = _rows(tmp_path / "run" / "predictions.csv")
+    assert {r["split"] for r in rows} == {"split0", "split1"} and {r["learner"] for r in rows} == {recipe.name}
+    for split in ("split0", "split1"):
+        part = [r for r in rows if r["split"] == split]
+        assert len(part) == 8  # test_size 0.25 of 32
+        got = srocc([float(r["prediction"]) for r in part], [float(r["mos"]) for r in part])
+        import json
+
+        reported = json.loads((tmp_path / "run" / split / "result.json").read_text())["test_srocc"]
+        assert got == pytest.approx(reported, abs=1e-6)
+    # a run finished before trainers wrote predictions gets them from best.pt on --resume, identical
+    before = (tmp_path / "run" / "split1" / "test_predictions.csv").read_text()
+    (tmp_path / "run" / "split1" / "test_predictions.csv").unlink()
+    (tmp_path / "run" / "predictions.csv").unlink()
+    assert run_recipe(recipe, out=tmp_path / "run", device="cpu", resume=True) == summary
+    assert (tmp_path / "run" / "split1" / "test_predictions.csv").read_text() == before
+    assert _rows(tmp_path / "run" / "predictions.csv") == rows

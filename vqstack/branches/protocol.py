@@ -8,7 +8,10 @@ Layout of ``OUT`` (the recipe's ``output`` or ``--out``)::
     OUT/<split>/epochs.csv    per-epoch loss, lr, validation SROCC/PLCC
     OUT/<split>/steps.csv     per-step loss and lr
     OUT/<split>/result.json   best epoch, validation and test metrics (a split with it is done)
+    OUT/<split>/test_predictions.csv    the best checkpoint's score of each test video
     OUT/results.csv, OUT/summary.json   test metrics per split, median / min / max / IQR
+    OUT/predictions.csv       every split's test predictions, in ``vqstack fuse fit``'s columns, so a
+                              branch and a fusion compare split by split (scripts/compare_predictions.py)
 
 Why the validation part is carved from the training part: the best epoch is chosen on data the
 test metric never sees (seeded, so the carve is the same on resume and across DDP ranks).
@@ -133,8 +136,27 @@ class DataSource:
         rows = None
         if self.cached is not None:
             rows = torch.from_numpy(np.concatenate([self.cached.rows[i] for i in split.train]))
+        test_ids = None if split.test is None else [self.ids[i] for i in split.test]
         return SplitData(self.dataset(split.train, train=True), self.dataset(split.val, train=False),
-                         self.dataset(split.test, train=False), {**self.meta, "split": split.name}, rows)
+                         self.dataset(split.test, train=False), {**self.meta, "split": split.name}, rows, test_ids)
+
+    def backfill_predictions(self, split: PlannedSplit, split_dir: Path, device: torch.device) -> None:
+        """Write ``test_predictions.csv`` of a split finished before trainers wrote it (``--resume``),
+        from its ``best.pt``: the same evaluation the trainer runs after its last epoch."""
+        from vqstack.branches.trainer import predict, write_predictions
+
+        best = split_dir / "best.pt"
+        if split.test is None or (split_dir / "test_predictions.csv").is_file() or not best.is_file():
+            return
+        state = torch.load(best, map_location="cpu", weights_only=False)
+        model = build_branch_model(self.recipe, {**self.meta, "split": split.name})
+        model.load_state_dict(state["state_dict"], strict=True)
+        dataset = self.dataset(split.test, train=False)
+        batch = self.recipe.optim.eval_batch_size if self.cached is not None else 1
+        raw = predict(model.to(device), dataset, device=device, batch_size=batch, amp=self.recipe.optim.amp)
+        mean, std = state["mos_norm"]
+        write_predictions(split_dir / "test_predictions.csv", [self.ids[i] for i in split.test], dataset.targets,
+                          raw * std + mean)
 
 
 def build_branch_model(recipe: Recipe, meta: dict[str, Any]) -> torch.nn.Module:
@@ -179,6 +201,8 @@ def run_recipe(recipe: Recipe, *, out: Path | None = None, resume: bool = False,
             import json
 
             results[split.name] = json.loads(done.read_text())
+            if ctx.main:
+                source.backfill_predictions(split, split_dir, dev)
             continue
         data = source.split_data(split)
         model = build_branch_model(recipe, data.meta)
@@ -199,6 +223,7 @@ def run_recipe(recipe: Recipe, *, out: Path | None = None, resume: bool = False,
     summary["recipe"] = recipe.name
     if ctx.main:
         _write_results(out / "results.csv", list(results.values()))  # type: ignore[arg-type]
+        _gather_predictions(out, [s.name for s in splits], recipe.name)
         write_json(out / "summary.json", summary)
     return summary
 
@@ -221,3 +246,19 @@ def _write_results(path: Path, records: list[dict[str, Any]]) -> None:
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(records)
+
+
+def _gather_predictions(out: Path, split_names: list[str], learner: str) -> None:
+    """``OUT/predictions.csv``: the splits' test predictions with ``split`` and ``learner`` columns."""
+    rows = []
+    for name in split_names:
+        path = out / name / "test_predictions.csv"
+        if path.is_file():
+            with open(path, newline="") as fh:
+                rows += [{**r, "split": name, "learner": learner} for r in csv.DictReader(fh)]
+    if not rows:
+        return
+    with open(out / "predictions.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["id", "mos", "prediction", "split", "learner"])
+        w.writeheader()
+        w.writerows(rows)

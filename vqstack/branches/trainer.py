@@ -208,6 +208,7 @@ class SplitData:
     test: EpochDataset | None
     meta: dict[str, Any] = field(default_factory=dict)
     train_rows: torch.Tensor | None = None  # cached features, to fit the head's standardisation
+    test_ids: list[str] | None = None  # names the rows of test_predictions.csv
 
 
 @dataclass
@@ -432,7 +433,10 @@ class Trainer:
         if self.ctx.main and self.data.test is not None:
             best = torch.load(self.out / "best.pt", map_location=self.device, weights_only=False)
             self.eval_model().load_state_dict(best["state_dict"])
-            test = correlations(self._predict(self.data.test), self.data.test.targets)
+            pred = self._predict(self.data.test)
+            test = correlations(pred, self.data.test.targets)
+            if self.data.test_ids is not None:
+                write_predictions(self.out / "test_predictions.csv", self.data.test_ids, self.data.test.targets, pred)
         if writer is not None:
             writer.close()
         barrier(self.ctx)
@@ -468,6 +472,19 @@ def _truncate_csv(path: Path, fields: list[str], keep: int) -> None:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
+    os.replace(tmp, path)
+
+
+PREDICTION_FIELDS = ["id", "mos", "prediction"]
+
+
+def write_predictions(path: Path, ids: list[str], mos: np.ndarray, pred: np.ndarray) -> None:
+    """A split's test predictions (the columns of ``vqstack fuse fit``'s predictions.csv), written atomically."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(PREDICTION_FIELDS)
+        w.writerows((i, f"{m:.9g}", f"{p:.9g}") for i, m, p in zip(ids, mos, pred, strict=True))
     os.replace(tmp, path)
 
 
