@@ -146,3 +146,9 @@ def test_frame_iqa_finetune_with_damage_ranking_trains_and_differs(tmp_path: Pat
             losses[weight] = [float(r["train_loss"]) for r in csv.DictReader(fh)]
     assert all(np.isfinite(v).all() for v in losses.values())
     assert losses[0.0] != losses[0.5]  # the side task is part of the optimised loss
+
+
+def test_recipe_default_damage_kinds_are_rankiqas_three() -> None:
+    from vqstack.branches.recipes import OptimRecipe
+
+    assert tuple(OptimRecipe().damage_kinds) == RANKIQA_KINDS  # old recipes keep training exactly as before

@@ -107,7 +107,7 @@ class OptimRecipe:
     loss: Literal["plcc", "smooth_l1", "l1", "mse"] = "plcc"
     rank_weight: float = 0.0
     damage_rank_weight: float = 0.0
-    damage_kinds: list[str] = field(default_factory=lambda: ["blur", "noise", "downscale"])
+    damage_kinds: list[str] = field(default_factory=lambda: ["blur", "noise", "downscale"])  # damage.RANKIQA_KINDS
     eval_batch_size: int = 64
 
 
