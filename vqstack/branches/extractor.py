@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
+from vqstack.branches.trainer import CHECKPOINT_FORMAT, to_mos_scale
 from vqstack.errors import ConfigError, WeightsError
 from vqstack.extract.base import Extractor, FrameConsumer, FrameView, feed, sha256_file
 from vqstack.extract.pooling import pool_steps
@@ -45,8 +46,6 @@ class BranchConfig:
 
 
 def load_branch(path: str | Path) -> dict[str, Any]:
-    from vqstack.branches.trainer import CHECKPOINT_FORMAT
-
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: branch checkpoint not found (train one with `vqstack train`)")
@@ -172,8 +171,7 @@ class _Fragments(FrameConsumer):
                 s, f = model(clips[c:c + 1][None])
                 scores.append(float(s))
                 pooled.append(f[0].float().cpu().numpy())
-        mean, std = self.ex.state["mos_norm"]
-        step_scores = np.asarray(scores) * std + mean
+        step_scores = to_mos_scale(np.asarray(scores), self.ex.state["mos_norm"])
         steps = np.concatenate([step_scores[:, None], np.stack(pooled)], axis=1).astype(np.float32)
         fps = self.info.fps if self.info.fps > 0 else 1.0
         return self.ex.package(steps, self.idx[:, 0].astype(np.float64) / fps, float(step_scores.mean()))
@@ -276,8 +274,7 @@ class BranchExtractor(Extractor):
         head = self.model.head if hasattr(self.model, "head") else self.model
         with torch.inference_mode():
             step_scores, hid = head.steps(feats.to(self.torch_device))  # type: ignore[operator]
-        mean, std = self.state["mos_norm"]
-        scores = step_scores[0].float().cpu().numpy() * std + mean
+        scores = to_mos_scale(step_scores[0].float().cpu().numpy(), self.state["mos_norm"])
         steps = np.concatenate([scores[:, None], hid[0].float().cpu().numpy()], axis=1).astype(np.float32)
         return self.package(steps, np.asarray(timestamps, np.float64), float(scores.mean()))
 

@@ -143,7 +143,7 @@ class DataSource:
     def backfill_predictions(self, split: PlannedSplit, split_dir: Path, device: torch.device) -> None:
         """Write ``test_predictions.csv`` of a split finished before trainers wrote it (``--resume``),
         from its ``best.pt``: the same evaluation the trainer runs after its last epoch."""
-        from vqstack.branches.trainer import predict, write_predictions
+        from vqstack.branches.trainer import predict, to_mos_scale, write_predictions
 
         best = split_dir / "best.pt"
         if split.test is None or (split_dir / "test_predictions.csv").is_file() or not best.is_file():
@@ -154,9 +154,8 @@ class DataSource:
         dataset = self.dataset(split.test, train=False)
         batch = self.recipe.optim.eval_batch_size if self.cached is not None else 1
         raw = predict(model.to(device), dataset, device=device, batch_size=batch, amp=self.recipe.optim.amp)
-        mean, std = state["mos_norm"]
         write_predictions(split_dir / "test_predictions.csv", [self.ids[i] for i in split.test], dataset.targets,
-                          raw * std + mean)
+                          to_mos_scale(raw, state["mos_norm"]))
 
 
 def build_branch_model(recipe: Recipe, meta: dict[str, Any]) -> torch.nn.Module:

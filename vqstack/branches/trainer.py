@@ -46,6 +46,17 @@ from vqstack.config import to_dict
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "vqstack-branch"
+
+
+def to_mos_scale(raw: np.ndarray, mos_norm: tuple[float, float] | list[float]) -> np.ndarray:
+    """A network's raw scores back on the MOS scale.
+
+    Training standardises the targets by ``mos_norm`` = (mean, std) of the training MOS (``(0, 1)``
+    for scale-free losses), and every checkpoint stores it, so the trainer, ``--resume``'s backfill
+    and the ``branch:`` extractor all map predictions back the same way.
+    """
+    mean, std = mos_norm
+    return raw * std + mean
 EPOCH_FIELDS = ["epoch", "train_loss", "lr", "val_srocc", "val_plcc", "best_epoch", "seconds"]
 STEP_FIELDS = ["epoch", "step", "loss", "lr"]
 
@@ -299,8 +310,7 @@ class Trainer:
         workers = self.recipe.data.num_workers if src != "store" else 0
         raw = predict(self.eval_model(), dataset, device=self.device, batch_size=batch, amp=o.amp,
                       num_workers=workers)
-        mean, std = self.mos_norm
-        return raw * std + mean
+        return to_mos_scale(raw, self.mos_norm)
 
     def _train_scores(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scores of a training batch, and the damage hinge when ``optim.damage_rank_weight`` > 0 (else None):
