@@ -73,3 +73,23 @@ def test_frame_iqa_finetune_runs_and_is_an_extractor(photos: tuple[Path, Path, P
     mean, std = state["mos_norm"]
     direct = predict(ex.model, ds, device=torch.device("cpu"), batch_size=1) * std + mean
     np.testing.assert_allclose(stored[:, 0], direct, rtol=1e-4, atol=1e-4)
+
+
+def test_worker_batches_equal_in_process_batches_and_workers_are_spawned(photos: tuple[Path, Path, Path]) -> None:
+    """Training crops decoded in a spawned worker are the same tensors as decoded in the trainer, so the
+    start method (chosen for memory, see make_loader) cannot change a run."""
+    from vqstack.branches.data import FrameDataset
+    from vqstack.branches.trainer import make_loader
+    from vqstack.config import from_dict
+    from vqstack.extract.frame_iqa import FrameIQAConfig
+
+    images, _, _ = photos
+    cfg = from_dict(FrameIQAConfig, {"backbone": "efficientnet_lite0"}, source="test")
+    ds = FrameDataset(sorted(images.iterdir()), np.arange(8.0), cfg, train=True, seed=3, crop=48)
+    ds.set_epoch(2)
+    batches = [[0, 5, 2], [7, 1, 3]]
+    in_process = [b.x for b in make_loader(ds, batch_sampler=batches, num_workers=0)]
+    loader = make_loader(ds, batch_sampler=batches, num_workers=1)
+    assert loader.multiprocessing_context.get_start_method() == "spawn"
+    in_worker = [b.x for b in loader]
+    assert len(in_worker) == 2 and all(torch.equal(a, b) for a, b in zip(in_process, in_worker, strict=True))
