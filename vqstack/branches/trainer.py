@@ -57,6 +57,8 @@ def to_mos_scale(raw: np.ndarray, mos_norm: tuple[float, float] | list[float]) -
     """
     mean, std = mos_norm
     return raw * std + mean
+
+
 EPOCH_FIELDS = ["epoch", "train_loss", "lr", "val_srocc", "val_plcc", "best_epoch", "seconds"]
 STEP_FIELDS = ["epoch", "step", "loss", "lr"]
 
@@ -177,8 +179,8 @@ def make_loader(dataset: EpochDataset, *, num_workers: int, **kwargs: Any) -> Da
     Why: a forked worker shares the trainer's heap copy-on-write, and its own allocations land in
     the pages the trainer freed (last epoch's activations), copying them one by one. On a 400 px
     CLIVE fine-tune a forked worker held 10 GB of private memory beside the trainer's 10 GB (at
-    500 px the kernel killed the run). A spawned worker holds only what it decodes; it costs an
-    interpreter start per epoch (a few seconds, against minutes of training). Samples do not depend on the worker
+    500 px the kernel killed the run); a spawned one held 0.42 GB. The price is an interpreter start
+    per epoch (a few seconds, against minutes of training). Samples do not depend on the worker
     (their random draws come from ``(seed, epoch, index)``), so the result is the same either way.
     """
     if num_workers > 0:
