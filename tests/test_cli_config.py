@@ -84,6 +84,46 @@ def test_config_unknown_and_mistyped_keys(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yml", Outer)
 
 
+def test_config_base_is_overridden_mapping_by_mapping_and_lists_are_replaced(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "root.yml").write_text("path: x.csv\nmode: b\ninner: {rate: 3, names: [a, b]}\n")
+    (tmp_path / "sub" / "mid.yml").write_text("base: ../root.yml\ninner: {names: [c]}\n")
+    (tmp_path / "sub" / "leaf.yml").write_text("base: mid.yml\ninner: {rate: 5}\n")
+    leaf = load_config(tmp_path / "sub" / "leaf.yml", Outer)
+    assert leaf == Outer(path=Path("x.csv"), inner=Inner(rate=5.0, names=["c"]), mode="b")
+    assert load_config(tmp_path / "root.yml", Outer).inner.names == ["a", "b"]
+
+
+def test_config_base_errors_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "root.yml").write_text("path: x.csv\n")
+    (tmp_path / "typo.yml").write_text("base: root.yml\ninner: {rat: 3}\n")
+    with pytest.raises(ConfigError, match=r"typo\.yml \(over base .*root\.yml\): unknown key 'inner\.rat'"):
+        load_config(tmp_path / "typo.yml", Outer)
+    (tmp_path / "lost.yml").write_text("base: nowhere.yml\n")
+    with pytest.raises(ConfigError, match=r"lost\.yml: base config .*nowhere\.yml not found"):
+        load_config(tmp_path / "lost.yml", Outer)
+    (tmp_path / "a.yml").write_text("base: b.yml\npath: x.csv\n")
+    (tmp_path / "b.yml").write_text("base: a.yml\n")
+    with pytest.raises(ConfigError, match=r"makes a cycle .*a\.yml -> .*b\.yml -> .*a\.yml"):
+        load_config(tmp_path / "a.yml", Outer)
+    (tmp_path / "num.yml").write_text("base: 3\n")
+    with pytest.raises(ConfigError, match=r"num\.yml: key 'base' must be a path"):
+        load_config(tmp_path / "num.yml", Outer)
+
+
+def test_recipe_variants_differ_from_their_base_only_where_they_say() -> None:
+    from vqstack.branches.recipes import load_recipe
+    from vqstack.config import to_dict
+
+    train = Path(__file__).parents[1] / "configs" / "train"
+    base = to_dict(load_recipe(train / "frame_iqa_clive_damage_rank.yml"))
+    c400 = to_dict(load_recipe(train / "frame_iqa_clive_damage_c400.yml"))
+    assert c400["data"]["train_crop"] == 400 and base["data"]["train_crop"] == 288
+    for recipe in (base, c400):
+        recipe.pop("name"), recipe.pop("output"), recipe["data"].pop("train_crop")
+    assert c400 == base
+
+
 def test_shipped_fusion_configs_are_valid() -> None:
     from vqstack.fusion.config import load_fusion_config
 

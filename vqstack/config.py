@@ -3,6 +3,11 @@
 Why: a mistyped key in a config that is silently ignored produces a wrong experiment that looks
 right. Every config in vqstack is a (possibly nested) dataclass loaded through :func:`load_config`,
 which names the key and the file on any mismatch.
+
+A config may start from another one: a top-level ``base: other.yml`` (relative to the file that names
+it) loads that file first, then this file's keys override it, mapping by mapping. Why: an experiment
+that changes one setting should say only that setting, so a reader sees the difference at a glance and
+a fix to the shared settings reaches every variant.
 """
 
 from __future__ import annotations
@@ -115,9 +120,11 @@ def from_dict(cls: type[T], data: dict[str, Any], *, source: str = "<config>", p
         raise ConfigError(f"{source}: {exc}") from exc
 
 
-def load_config(path: str | Path, cls: type[T]) -> T:
-    """Read YAML file ``path`` into dataclass ``cls``, validating every key."""
-    path = Path(path)
+BASE_KEY = "base"
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """One YAML file as a mapping (an empty file is an empty mapping)."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
@@ -125,8 +132,61 @@ def load_config(path: str | Path, cls: type[T]) -> T:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if data is None:
-        data = {}
-    return from_dict(cls, data, source=str(path))
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at 'top level', got {type(data).__name__}")
+    return data
+
+
+def merge_over(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` laid over ``base``: mappings merge key by key, anything else (lists too) is replaced.
+
+    Lists are replaced rather than concatenated because a list in a config is one setting (the
+    features to use, the seeds to run); a variant that appended to it could not remove an item.
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_over(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_config_data(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
+    """The mapping of ``path`` with its ``base:`` chain resolved, and the files it came from (base first)."""
+    chain: list[Path] = []
+    layers: list[dict[str, Any]] = []
+    current = Path(path)
+    while True:
+        if current.resolve() in [p.resolve() for p in chain]:
+            cycle = " -> ".join(str(p) for p in [*chain, current])
+            raise ConfigError(f"{chain[-1]}: '{BASE_KEY}' makes a cycle ({cycle})")
+        data = _read_mapping(current)
+        chain.append(current)
+        base = data.pop(BASE_KEY, None)
+        layers.append(data)
+        if base is None:
+            break
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{current}: key '{BASE_KEY}' must be a path to another config, got {base!r}")
+        nxt = current.parent / base
+        if not nxt.is_file():
+            raise ConfigError(f"{current}: base config {nxt} not found")
+        current = nxt
+    merged: dict[str, Any] = {}
+    for layer in reversed(layers):
+        merged = merge_over(merged, layer)
+    return merged, chain[::-1]
+
+
+def load_config(path: str | Path, cls: type[T]) -> T:
+    """Read YAML file ``path`` (and its ``base:`` chain) into dataclass ``cls``, validating every key."""
+    data, files = read_config_data(path)
+    source = str(files[-1])
+    if len(files) > 1:
+        source += " (over base " + " <- ".join(str(f) for f in files[-2::-1]) + ")"
+    return from_dict(cls, data, source=source)
 
 
 def to_dict(obj: Any) -> Any:
