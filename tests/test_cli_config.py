@@ -50,6 +50,13 @@ def test_fuse_help_does_not_import_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
+def test_checking_a_damage_recipe_does_not_import_torch() -> None:
+    recipe = Path(__file__).parents[1] / "configs" / "train" / "frame_iqa_clive_damage_wild.yml"
+    code = (f"import sys; from vqstack.branches.recipes import load_recipe; load_recipe({str(recipe)!r})\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
 @dataclass(frozen=True)
 class Inner:
     rate: float = 2.0

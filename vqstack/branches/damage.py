@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
+from vqstack.branches.recipes import DAMAGE_KINDS, RANKIQA_KINDS
+
 BLUR_SIGMA = (1.0, 2.5)
 NOISE_STD = (0.02, 0.06)  # on [0, 1] pixels: 5-15 grey levels
 DOWNSCALE = (2.0, 3.5)
@@ -35,8 +37,6 @@ MOTION_LENGTH = (7, 15)
 UNDER_EXPOSURE = (0.15, 0.4)
 OVER_EXPOSURE = (2.0, 4.0)
 GAMMA = 2.2
-DAMAGE_KINDS = ("blur", "noise", "downscale", "jpeg", "motion", "exposure")
-RANKIQA_KINDS = ("blur", "noise", "downscale")
 
 
 def _uniform(low: float, high: float) -> float:

@@ -14,6 +14,11 @@ from typing import Any, Literal
 from vqstack.config import load_config
 from vqstack.errors import ConfigError
 
+# The damage kinds a recipe may name (vqstack/branches/damage.py implements them and imports these names).
+# Declared here so that reading and checking a recipe never imports torch.
+DAMAGE_KINDS = ("blur", "noise", "downscale", "jpeg", "motion", "exposure")
+RANKIQA_KINDS = ("blur", "noise", "downscale")
+
 Source = Literal["store", "videos", "frames"]
 ModelKind = Literal["feature_head", "frame_iqa", "fragments"]
 
@@ -107,7 +112,7 @@ class OptimRecipe:
     loss: Literal["plcc", "smooth_l1", "l1", "mse"] = "plcc"
     rank_weight: float = 0.0
     damage_rank_weight: float = 0.0
-    damage_kinds: list[str] = field(default_factory=lambda: ["blur", "noise", "downscale"])  # damage.RANKIQA_KINDS
+    damage_kinds: list[str] = field(default_factory=lambda: list(RANKIQA_KINDS))
     eval_batch_size: int = 64
 
 
@@ -160,8 +165,6 @@ class Recipe:
             raise ValueError("optim.damage_rank_weight must be >= 0, and > 0 only for a frame_iqa fine-tune "
                              "(model.kind frame_iqa, backbone not frozen)")
         if o.damage_rank_weight > 0:
-            from vqstack.branches.damage import DAMAGE_KINDS
-
             unknown = sorted(set(o.damage_kinds) - set(DAMAGE_KINDS))
             if unknown or not o.damage_kinds:
                 raise ValueError(f"optim.damage_kinds must be a non-empty list of {list(DAMAGE_KINDS)}, got "
