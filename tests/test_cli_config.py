@@ -101,21 +101,19 @@ def test_config_base_is_overridden_mapping_by_mapping_and_lists_are_replaced(tmp
     assert load_config(tmp_path / "root.yml", Outer).inner.names == ["a", "b"]
 
 
-def test_config_base_errors_name_the_file(tmp_path: Path) -> None:
-    (tmp_path / "root.yml").write_text("path: x.csv\n")
-    (tmp_path / "typo.yml").write_text("base: root.yml\ninner: {rat: 3}\n")
-    with pytest.raises(ConfigError, match=r"typo\.yml \(over base .*root\.yml\): unknown key 'inner\.rat'"):
-        load_config(tmp_path / "typo.yml", Outer)
-    (tmp_path / "lost.yml").write_text("base: nowhere.yml\n")
-    with pytest.raises(ConfigError, match=r"lost\.yml: base config .*nowhere\.yml not found"):
-        load_config(tmp_path / "lost.yml", Outer)
-    (tmp_path / "a.yml").write_text("base: b.yml\npath: x.csv\n")
-    (tmp_path / "b.yml").write_text("base: a.yml\n")
-    with pytest.raises(ConfigError, match=r"makes a cycle .*a\.yml -> .*b\.yml -> .*a\.yml"):
-        load_config(tmp_path / "a.yml", Outer)
-    (tmp_path / "num.yml").write_text("base: 3\n")
-    with pytest.raises(ConfigError, match=r"num\.yml: key 'base' must be a path"):
-        load_config(tmp_path / "num.yml", Outer)
+@pytest.mark.parametrize(("files", "pattern"), [
+    ({"typo.yml": "base: root.yml\ninner: {rat: 3}\n", "root.yml": "path: x.csv\n"},
+     r"typo\.yml \(over base .*root\.yml\): unknown key 'inner\.rat'"),
+    ({"lost.yml": "base: nowhere.yml\n"}, r"lost\.yml: base config .*nowhere\.yml not found"),
+    ({"a.yml": "base: b.yml\npath: x.csv\n", "b.yml": "base: a.yml\n"},
+     r"makes a cycle .*a\.yml -> .*b\.yml -> .*a\.yml"),
+    ({"num.yml": "base: 3\n"}, r"num\.yml: key 'base' must be a path"),
+], ids=["unknown-key", "missing-base", "cycle", "not-a-path"])
+def test_config_base_errors_name_the_file(tmp_path: Path, files: dict[str, str], pattern: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(tmp_path / next(iter(files)), Outer)
 
 
 def test_recipe_variants_differ_from_their_base_only_where_they_say() -> None:

@@ -156,14 +156,16 @@ def merge_over(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def read_config_data(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
     """The mapping of ``path`` with its ``base:`` chain resolved, and the files it came from (base first)."""
     chain: list[Path] = []
+    seen: set[Path] = set()
     layers: list[dict[str, Any]] = []
     current = Path(path)
     while True:
-        if current.resolve() in [p.resolve() for p in chain]:
+        if current.resolve() in seen:
             cycle = " -> ".join(str(p) for p in [*chain, current])
             raise ConfigError(f"{chain[-1]}: '{BASE_KEY}' makes a cycle ({cycle})")
         data = _read_mapping(current)
         chain.append(current)
+        seen.add(current.resolve())
         base = data.pop(BASE_KEY, None)
         layers.append(data)
         if base is None:
