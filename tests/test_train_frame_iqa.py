@@ -93,3 +93,75 @@ def test_worker_batches_equal_in_process_batches_and_workers_are_spawned(photos:
     assert loader.multiprocessing_context.get_start_method() == "spawn"
     in_worker = [b.x for b in loader]
     assert len(in_worker) == 2 and all(torch.equal(a, b) for a, b in zip(in_process, in_worker, strict=True))
+
+
+def test_frozen_stages_keep_their_weights_and_the_rest_learns(photos: tuple[Path, Path, Path],
+                                                              tmp_path: Path) -> None:
+    """``model.frozen_stages: 2``: after fine-tuning, the stem and stages 1-2 equal the initial network
+    bit for bit, while stage 3 (tapped) and the head moved; the optimiser never saw the frozen weights."""
+    from vqstack.branches.models import build_model
+    from vqstack.branches.recipes import load_recipe
+
+    images, _, labels = photos
+    recipe = {
+        "name": "fiqa_partial",
+        "data": {"labels": str(labels), "videos_root": str(images), "source": "videos", "train_crop": 48,
+                 "num_workers": 0},
+        "model": {"kind": "frame_iqa", "backbone": "efficientnet_lite0", "pretrained": False, "hidden": 8,
+                  "frozen_stages": 2, "frame_iqa": {"taps": ["stage3"], "pooling": ["mean", "std"]}},
+        "optim": {"lr": 1e-2, "backbone_lr_mult": 1.0, "epochs": 2, "batch_size": 4, "warmup_epochs": 0},
+        "protocol": {"name": "all", "val_size": 0.25},
+        "seed": 5,
+        "output": str(tmp_path / "run"),
+    }
+    (tmp_path / "recipe.yml").write_text(yaml.safe_dump(recipe))
+    assert main(["train", "--config", str(tmp_path / "recipe.yml"), "--device", "cpu"]) == 0
+    last = torch.load(tmp_path / "run" / "all" / "last.pt", weights_only=False)
+    torch.manual_seed(5)  # the protocol builds each split's model right after seeding with the recipe's seed
+    initial = build_model(load_recipe(tmp_path / "recipe.yml").model).state_dict()
+    trained = last["model"]
+    frozen = ("tapped.net.stem.", "tapped.net.blocks.0.", "tapped.net.blocks.1.", "tapped.net.blocks.2.")
+    learning = ("tapped.net.blocks.3.", "tapped.net.blocks.4.", "head.")  # blocks 3-4 are stage 3
+    weights = [k for k in trained if k.endswith(".weight")]
+    assert any(k.startswith(frozen) for k in weights) and any(k.startswith(learning) for k in weights)
+    for key in weights:
+        if key.startswith(frozen):
+            assert torch.equal(trained[key], initial[key]), key
+        elif key.startswith(learning) and ".bn." not in key:
+            assert not torch.equal(trained[key], initial[key]), key
+    n_trainable = sum(len(g["params"]) for g in last["optimizer"]["param_groups"])
+    assert n_trainable == sum(p.requires_grad for p in build_model(load_recipe(tmp_path / "recipe.yml").model,
+                                                                  random_init=True).parameters())
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ({"kind": "feature_head", "frozen_stages": 2}, "only for model.kind frame_iqa"),
+    ({"kind": "frame_iqa", "frozen_stages": -1}, "must be >= 0"),
+])
+def test_frozen_stages_is_checked_with_the_recipe(tmp_path: Path, model: dict, message: str) -> None:
+    from vqstack.branches.recipes import load_recipe
+    from vqstack.errors import ConfigError
+
+    recipe = {"name": "bad", "data": {"labels": "l.csv", "source": "store" if model["kind"] == "feature_head"
+                                      else "videos", "features": ["nss"]}, "model": model}
+    (tmp_path / "bad.yml").write_text(yaml.safe_dump(recipe))
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(tmp_path / "bad.yml")
+
+
+@pytest.mark.parametrize(("backbone", "stages", "first_trainable"), [
+    ("efficientnet_lite0", 7, None), ("efficientnet_lite0", 3, "net.blocks.5."),
+    ("resnet50", 2, "net.layer3."), ("convnext_tiny", 4, None),
+])
+def test_leading_modules_stop_at_the_named_stage(backbone: str, stages: int, first_trainable: str | None) -> None:
+    from vqstack.errors import ConfigError
+    from vqstack.extract.frame_iqa import _Tapped, build_network
+
+    tapped = _Tapped(backbone, build_network(backbone))
+    for module in tapped.leading_modules(stages):
+        module.requires_grad_(False)
+    unused = ("net.fc.", "net.classifier", "net.head.")  # after the last tap: never trained
+    names = [n for n, p in tapped.named_parameters() if p.requires_grad and not n.startswith(unused)]
+    assert names[0].startswith(first_trainable) if first_trainable else names == []
+    with pytest.raises(ConfigError, match=r"has stages 1\.\.\d: cannot freeze the first 99"):
+        tapped.leading_modules(99)

@@ -101,6 +101,9 @@ class FrameIQANet(nn.Module):
         self.register_buffer("pix_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.head = StepHead(self.cfg.dim, recipe.hidden, recipe.activation, recipe.dropout)
         self.freeze_bn = recipe.freeze_bn
+        if recipe.frozen_stages:
+            for module in self.tapped.leading_modules(recipe.frozen_stages):
+                module.requires_grad_(False)
 
     def _build(self, drop_path: float) -> nn.Module:
         from vqstack.extract.frame_iqa import build_network
@@ -115,7 +118,8 @@ class FrameIQANet(nn.Module):
         return torchvision.models.convnext_tiny(weights=None, stochastic_depth_prob=drop_path)
 
     def backbone_parameters(self) -> list[nn.Parameter]:
-        return list(self.tapped.parameters())
+        """The backbone's trainable parameters (``frozen_stages`` leaves the rest out of the optimiser)."""
+        return [p for p in self.tapped.parameters() if p.requires_grad]
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.head.parameters())

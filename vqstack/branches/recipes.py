@@ -64,6 +64,9 @@ class ModelRecipe:
     the same head; ``init_head`` starts it from a head-only checkpoint trained on those features.
     ``fragments``: FAST-VQA's Swin3D on fragment clips (``arch``: ``fast-vqa-b`` or ``tiny`` for tests).
     ``freeze_bn`` keeps BatchNorm statistics fixed (small batches of unrelated photos).
+    ``frozen_stages`` > 0 (``frame_iqa``) keeps the stem and the first that many backbone stages at their
+    ImageNet weights and fine-tunes the rest (torchvision's ``trainable_backbone_layers``): the early,
+    high-resolution stages cost most of the backward pass, and 240 photos are few to re-learn them from.
     """
 
     kind: ModelKind = "feature_head"
@@ -82,6 +85,7 @@ class ModelRecipe:
     drop_path: float = 0.0
     freeze_backbone: bool = False
     freeze_bn: bool = True
+    frozen_stages: int = 0
     init_head: Path | None = None
 
 
@@ -161,6 +165,9 @@ class Recipe:
             raise ValueError(f"model.kind {m.kind} needs frames: data.source must be 'videos' or 'frames'")
         if d.source == "frames" and d.frames_root is None:
             raise ValueError("data.source frames needs data.frames_root")
+        if m.frozen_stages < 0 or (m.frozen_stages > 0 and m.kind != "frame_iqa"):
+            raise ValueError(f"model.frozen_stages must be >= 0, and > 0 only for model.kind frame_iqa, got "
+                             f"{m.frozen_stages} for {m.kind}")
         if o.damage_rank_weight < 0 or (o.damage_rank_weight > 0 and (m.kind != "frame_iqa" or m.freeze_backbone)):
             raise ValueError("optim.damage_rank_weight must be >= 0, and > 0 only for a frame_iqa fine-tune "
                              "(model.kind frame_iqa, backbone not frozen)")

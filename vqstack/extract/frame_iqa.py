@@ -227,6 +227,19 @@ class _Tapped(nn.Module):
             self._stages = [("stage1", [feats[1]])] + [(f"stage{i}", [feats[2 * i - 2], feats[2 * i - 1]])
                                                         for i in range(2, 5)]
 
+    def leading_modules(self, stages: int) -> list[nn.Module]:
+        """The stem and stages ``1..stages``, in network order (what partial fine-tuning freezes)."""
+        if self.backbone == "efficientnet_lite0":
+            net: Any = self.net
+            stem, ends = [net.stem], net.stage_ends
+            starts = [0, *[e + 1 for e in ends[:-1]]]
+            per_stage = [list(net.blocks[a:b + 1]) for a, b in zip(starts, ends, strict=True)]
+        else:
+            stem, per_stage = self._stem, [modules for _, modules in self._stages]
+        if not 1 <= stages <= len(per_stage):
+            raise ConfigError(f"{self.backbone} has stages 1..{len(per_stage)}: cannot freeze the first {stages}")
+        return stem + [m for modules in per_stage[:stages] for m in modules]
+
     def forward(self, x: torch.Tensor, taps: tuple[str, ...]) -> dict[str, torch.Tensor]:
         if self.backbone == "efficientnet_lite0":
             return self.net.forward_features(x, taps)  # type: ignore[operator]
