@@ -6,7 +6,8 @@ Measures (fp32, ``--threads`` torch threads, optimiser steps included):
   width — the store is read once, so this is pure compute;
 * frame-IQA fine-tuning from files: EfficientNet-Lite0 on native-resolution crops, clips/s with the
   images decoded in DataLoader workers (``--images``, default the CLIVE dev photos) and the
-  compute-only rate on the same tensors;
+  compute-only rate on the same tensors, once per ``--frozen-stages`` value (``model.frozen_stages``:
+  the stem and that many early stages keep their weights, so backward stops before them);
 * fragment branch: FAST-VQA-B (random init) on one fragment clip of ``--clip-len`` frames.
 
 GPU memory per batch is estimated from the model's size, not measured on a GPU: weights + gradients
@@ -57,9 +58,10 @@ def saved_bytes(fn: Any) -> int:
 
 
 def state_bytes(model: torch.nn.Module, ema: bool) -> int:
-    """fp32 weights + grads + 2 AdamW moments (+ EMA copy) of the trainable model."""
-    n = sum(p.numel() for p in model.parameters())
-    return n * 4 * (4 + (1 if ema else 0))
+    """fp32 weights (+ an EMA copy) of the model, plus grads and 2 AdamW moments of its trainable part."""
+    n_all = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return 4 * (n_all * (2 if ema else 1) + 3 * n_train)
 
 
 def timed_steps(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], repeats: int = 1) -> float:
@@ -90,20 +92,21 @@ def bench_head(batch: int) -> dict[str, Any]:
     timed_steps(head, batches[:2])
     rate = timed_steps(head, batches, repeats=3)
     act = saved_bytes(lambda: head(batches[0][0][:1])[0].sum())
-    return {"branch": f"head-only (cached frame_iqa features, {dim}-d)", "clips_per_s": rate,
+    return {"branch": f"head-only (cached frame_iqa features, {dim}-d)", "gpu_batch": 32, "clips_per_s": rate,
             "params": sum(p.numel() for p in head.parameters()), "state_gib": state_bytes(head, True) / GIB,
             "activations_per_clip_mib": act / 2**20}
 
 
-def bench_frame_iqa(images: Path, batch: int, crop: int, steps: int, workers: int) -> dict[str, Any]:
+def bench_frame_iqa(images: Path, batch: int, crop: int, steps: int, workers: int,
+                    frozen_stages: int = 0) -> dict[str, Any]:
     from vqstack.extract.frame_iqa import FrameIQAConfig
 
     torch.manual_seed(0)
-    net = FrameIQANet(ModelRecipe(kind="frame_iqa", hidden=128), random_init=False)
+    net = FrameIQANet(ModelRecipe(kind="frame_iqa", hidden=128, frozen_stages=frozen_stages), random_init=False)
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".bmp", ".png"))[:batch * steps]
     ds = FrameDataset(files, np.linspace(0, 1, len(files)), FrameIQAConfig(), train=True, seed=0, crop=crop)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-5)
     loss_fn = make_loss("plcc", 0.3)
     net.train()
     t0, n, cached = time.perf_counter(), 0, []
@@ -118,8 +121,9 @@ def bench_frame_iqa(images: Path, batch: int, crop: int, steps: int, workers: in
     from_files = n / (time.perf_counter() - t0)
     compute = timed_steps(net, cached)
     act = saved_bytes(lambda: net(cached[0][0][:1])[0].sum())
-    return {"branch": f"frame-IQA fine-tune (EfficientNet-Lite0, {crop}x{crop} crops, 2 scales)",
-            "clips_per_s": from_files, "clips_per_s_compute_only": compute,
+    frozen = f", stem + stages 1-{frozen_stages} frozen" if frozen_stages else ""
+    return {"branch": f"frame-IQA fine-tune (EfficientNet-Lite0, {crop}x{crop} crops, 2 scales{frozen})",
+            "gpu_batch": 32, "clips_per_s": from_files, "clips_per_s_compute_only": compute,
             "params": sum(p.numel() for p in net.parameters()), "state_gib": state_bytes(net, False) / GIB,
             "activations_per_clip_mib": act / 2**20}
 
@@ -133,12 +137,13 @@ def bench_fragments(clip_len: int) -> dict[str, Any]:
     act = saved_bytes(lambda: net(x[:1])[0].sum())
     scale = 32 / clip_len  # activations grow linearly with frames
     return {"branch": f"FAST-VQA-B fragments (measured at {clip_len} frames; GPU figures for 32)",
-            "clips_per_s": rate, "clip_len_measured": clip_len,
+            "gpu_batch": 16, "clips_per_s": rate, "clip_len_measured": clip_len,
             "params": sum(p.numel() for p in net.parameters()), "state_gib": state_bytes(net, True) / GIB,
             "activations_per_clip_mib": act * scale / 2**20}
 
 
-def gpu_row(r: dict[str, Any], batch: int) -> str:
+def gpu_row(r: dict[str, Any]) -> str:
+    batch = r["gpu_batch"]
     fp32 = r["state_gib"] + batch * r["activations_per_clip_mib"] / 1024
     amp = r["state_gib"] + batch * r["activations_per_clip_mib"] / 2048
     return (f"| {r['branch']} | {r['params'] / 1e6:.2f} M | {r['clips_per_s']:.2f} | "
@@ -154,6 +159,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--frozen-stages", type=int, nargs="+", default=[0, 3],
+                    help="one frame-IQA row per value of model.frozen_stages")
     ap.add_argument("--clip-len", type=int, default=8)
     ap.add_argument("--skip-fragments", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -161,15 +168,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results = [bench_head(16)]
     if args.images.is_dir():
-        results.append(bench_frame_iqa(args.images, args.batch, args.crop, args.steps, args.workers))
+        results += [bench_frame_iqa(args.images, args.batch, args.crop, args.steps, args.workers, k)
+                    for k in args.frozen_stages]
     if not args.skip_fragments:
         results.append(bench_fragments(args.clip_len))
     print(f"torch {torch.__version__}, {args.threads} threads, fp32 CPU")
     print("| branch | params | clips/s (from files or cache) | clips/s (compute only) | activations/clip | "
           "GPU batch | GPU memory fp32 | GPU memory AMP |")
     print("|---|---|---|---|---|---|---|---|")
-    for r, b in zip(results, [32, 32, 16], strict=False):
-        print(gpu_row(r, b))
+    for r in results:
+        print(gpu_row(r))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
