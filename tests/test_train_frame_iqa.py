@@ -135,8 +135,8 @@ def test_frozen_stages_keep_their_weights_and_the_rest_learns(photos: tuple[Path
 
 
 @pytest.mark.parametrize(("model", "message"), [
-    ({"kind": "feature_head", "frozen_stages": 2}, "only for model.kind frame_iqa"),
-    ({"kind": "frame_iqa", "frozen_stages": -1}, "must be >= 0"),
+    ({"kind": "feature_head", "frozen_stages": 2}, "model.frozen_stages .* only for model.kind frame_iqa"),
+    ({"kind": "frame_iqa", "frozen_stages": -1}, "model.frozen_stages must be >= 0"),
 ])
 def test_frozen_stages_is_checked_with_the_recipe(tmp_path: Path, model: dict, message: str) -> None:
     from vqstack.branches.recipes import load_recipe
