@@ -218,7 +218,13 @@ class _Tapped(nn.Module):
         # (name, callable) in network order; plain lists: the modules are registered once, under ``net``
         self._stem: list[nn.Module] = []
         self._stages: list[tuple[str, list[nn.Module]]] = []
-        if backbone == "resnet50":
+        if backbone == "efficientnet_lite0":  # forward uses its forward_features; the table serves freezing
+            ends: list[int] = net.stage_ends  # type: ignore[assignment]
+            starts = [0, *[e + 1 for e in ends[:-1]]]
+            self._stem = [net.stem]  # type: ignore[list-item]
+            self._stages = [(f"stage{i + 1}", list(net.blocks[a:b + 1]))  # type: ignore[index]
+                            for i, (a, b) in enumerate(zip(starts, ends, strict=True))]
+        elif backbone == "resnet50":
             self._stem = [net.conv1, net.bn1, net.relu, net.maxpool]
             self._stages = [(f"layer{i}", [getattr(net, f"layer{i}")]) for i in range(1, 5)]
         elif backbone == "convnext_tiny":  # features = [stem, stage1, down, stage2, down, stage3, down, stage4]
@@ -229,16 +235,9 @@ class _Tapped(nn.Module):
 
     def leading_modules(self, stages: int) -> list[nn.Module]:
         """The stem and stages ``1..stages``, in network order (what partial fine-tuning freezes)."""
-        if self.backbone == "efficientnet_lite0":
-            net: Any = self.net
-            stem, ends = [net.stem], net.stage_ends
-            starts = [0, *[e + 1 for e in ends[:-1]]]
-            per_stage = [list(net.blocks[a:b + 1]) for a, b in zip(starts, ends, strict=True)]
-        else:
-            stem, per_stage = self._stem, [modules for _, modules in self._stages]
-        if not 1 <= stages <= len(per_stage):
-            raise ConfigError(f"{self.backbone} has stages 1..{len(per_stage)}: cannot freeze the first {stages}")
-        return stem + [m for modules in per_stage[:stages] for m in modules]
+        if not 1 <= stages <= len(self._stages):
+            raise ConfigError(f"{self.backbone} has stages 1..{len(self._stages)}: cannot freeze the first {stages}")
+        return self._stem + [m for _, modules in self._stages[:stages] for m in modules]
 
     def forward(self, x: torch.Tensor, taps: tuple[str, ...]) -> dict[str, torch.Tensor]:
         if self.backbone == "efficientnet_lite0":
