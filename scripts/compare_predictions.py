@@ -6,15 +6,19 @@ and an SVR on frozen features can be compared on the same test photos of each sp
 splits of 60 photos moves by about 0.01 with the luck of a single split; the per-split differences say
 more than the two medians.
 
-The last column averages the predictors after z-scoring each one's predictions within the split's test
-set (no labels used: a monotone map per predictor, then equal weights): the simplest late fusion of
-a branch with the rest, without fitting anything on the test photos.
+The ``z-average`` column averages the predictors after z-scoring each one's predictions within the split's
+test set (no labels used: a monotone map per predictor, then equal weights): the simplest late fusion of
+a branch with the rest, without fitting anything on the test photos. ``--ensemble NAME=A,B,...`` adds a
+column that z-averages only the named predictors, e.g. several seeds of one recipe (a seed ensemble),
+so it can be compared with the first predictor on its own.
 
 Usage::
 
     python scripts/compare_predictions.py runs/clive_frame_iqa_svr/predictions.csv:svr \\
         runs/frame_iqa_clive_damage_wild/predictions.csv --out runs/compare_wild
     # writes OUT/compare.csv and OUT/compare.md (SROCC per split, median, mean; differences to the first)
+    python scripts/compare_predictions.py SVR/predictions.csv:svr RUN42/predictions.csv \
+        RUN43/predictions.csv --ensemble seeds=frame_iqa_a,frame_iqa_b --out runs/compare_seeds
 """
 
 from __future__ import annotations
@@ -58,8 +62,30 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (x.std() or 1.0)
 
 
-def compare(predictors: list[tuple[str, dict[str, dict[str, tuple[float, float]]]]]) -> list[dict[str, object]]:
-    """One row per split present in every predictor: SROCC of each, and of their z-scored average."""
+Predictors = list[tuple[str, dict[str, dict[str, tuple[float, float]]]]]
+
+
+def parse_ensembles(specs: list[str], labels: list[str]) -> dict[str, list[str]]:
+    """``NAME=A,B,...`` -> {NAME: [A, B, ...]}; every member must be a predictor's label."""
+    out: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, members = spec.partition("=")
+        name = name.strip()
+        names = [m.strip() for m in members.split(",") if m.strip()]
+        if not sep or not name or len(names) < 2:
+            raise SystemExit(f"--ensemble {spec!r}: expected NAME=LABEL,LABEL[,...] (two members at least)")
+        unknown = [m for m in names if m not in labels]
+        if unknown:
+            raise SystemExit(f"--ensemble {spec!r}: {unknown} not among the predictors' labels {labels}")
+        if name in labels or name in out or name == "z-average":
+            raise SystemExit(f"--ensemble {spec!r}: the name {name!r} is already a column")
+        out[name] = names
+    return out
+
+
+def compare(predictors: Predictors, ensembles: dict[str, list[str]] | None = None) -> list[dict[str, object]]:
+    """One row per split present in every predictor: SROCC of each, of each named ensemble's z-scored
+    average, and of the z-scored average of all."""
     common = set.intersection(*(set(p) for _, p in predictors))
     rows = []
     for split in sorted(common, key=lambda s: (len(s), s)):
@@ -68,6 +94,9 @@ def compare(predictors: list[tuple[str, dict[str, dict[str, tuple[float, float]]
         preds = [np.array([p[split][i][1] for i in ids]) for _, p in predictors]
         row: dict[str, object] = {"split": split, "n": len(ids)}
         row.update({label: srocc(pred, mos) for (label, _), pred in zip(predictors, preds, strict=True)})
+        by_label = {label: _zscore(pred) for (label, _), pred in zip(predictors, preds, strict=True)}
+        for name, members in (ensembles or {}).items():
+            row[name] = srocc(np.mean([by_label[m] for m in members], axis=0), mos)
         row["z-average"] = srocc(np.mean([_zscore(p) for p in preds], axis=0), mos)
         rows.append(row)
     if not rows:
@@ -76,6 +105,7 @@ def compare(predictors: list[tuple[str, dict[str, dict[str, tuple[float, float]]
 
 
 def summary_rows(rows: list[dict[str, object]], labels: list[str]) -> list[dict[str, object]]:
+    """Median and mean of every column, then each column's per-split differences to the first."""
     cols = [*labels, "z-average"]
     out = []
     for name, fn in (("median", np.median), ("mean", np.mean)):
@@ -93,13 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("predictions", nargs="+", help="PATH[:LEARNER] of predictions.csv files; the first is the base")
     ap.add_argument("--out", type=Path, required=True, help="folder for compare.csv and compare.md")
+    ap.add_argument("--ensemble", action="append", default=[], metavar="NAME=A,B,...",
+                    help="add a column z-averaging only these predictors (their labels); repeatable")
     args = ap.parse_args(argv)
     predictors = [read_predictions(s) for s in args.predictions]
     labels = [label for label, _ in predictors]
     if len(set(labels)) != len(labels):
         raise SystemExit(f"predictor labels repeat ({labels}); compare different learners")
-    rows = compare(predictors)
-    cols = ["split", "n", *labels, "z-average"]
+    ensembles = parse_ensembles(args.ensemble, labels)
+    rows = compare(predictors, ensembles)
+    cols = ["split", "n", *labels, *ensembles, "z-average"]
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "compare.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
@@ -110,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return f"{v:.3f}" if isinstance(v, float) else str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows + summary_rows(rows, labels)]
+    table = rows + summary_rows(rows, [*labels, *ensembles])
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in table]
     (args.out / "compare.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -55,3 +55,33 @@ def test_compare_needs_the_learner_named_when_a_file_holds_several(tmp_path: Pat
         module.read_predictions(str(tmp_path / "a.csv"))
     label, by_split = module.read_predictions(f"{tmp_path / 'a.csv'}:svr")
     assert label == "svr" and len(by_split["split0"]) == 10
+
+
+def test_a_named_ensemble_averages_only_its_members(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    mos = {f"split{k}": rng.uniform(0, 100, 200) for k in range(2)}
+    _write(tmp_path / "base.csv", "svr", 5.0, 1, mos)  # nearly perfect: would lift an average it joined
+    _write(tmp_path / "s1.csv", "seed1", 60.0, 2, mos)
+    _write(tmp_path / "s2.csv", "seed2", 60.0, 3, mos)
+    module = _load()
+    files = [str(tmp_path / f) for f in ("base.csv", "s1.csv", "s2.csv")]
+    assert module.main([*files, "--ensemble", "seeds=seed1,seed2", "--out", str(tmp_path / "out")]) == 0
+    with open(tmp_path / "out" / "compare.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        s1, s2, seeds, svr = (float(r[c]) for c in ("seed1", "seed2", "seeds", "svr"))
+        assert max(s1, s2) < seeds < svr - 0.05  # better than either seed, but without the base in it
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "seeds - svr" in md
+
+
+@pytest.mark.parametrize(("spec", "match"), [
+    ("seeds=seed1", "two members at least"),
+    ("seed1,seed2", "NAME=LABEL"),
+    ("seeds=seed1,nope", r"\['nope'\] not among"),
+    ("svr=seed1,seed2", "already a column"),
+])
+def test_a_bad_ensemble_spec_fails_with_its_reason(tmp_path: Path, spec: str, match: str) -> None:
+    module = _load()
+    with pytest.raises(SystemExit, match=match):
+        module.parse_ensembles([spec], ["svr", "seed1", "seed2"])
