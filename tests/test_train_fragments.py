@@ -32,6 +32,21 @@ def test_trainable_swin_forward_matches_inference_forward() -> None:
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_freeze_backbone_leaves_only_the_head_trainable() -> None:
+    """``model.freeze_backbone`` is applied by the model itself, so the trainer's optimiser, EMA and
+    DDP all see the same trainable set: the VQA head alone."""
+    from vqstack.branches.models import FragmentNet, split_parameters
+    from vqstack.branches.recipes import ModelRecipe
+
+    free = FragmentNet(ModelRecipe(kind="fragments", arch="tiny", pretrained=False), random_init=True)
+    net = FragmentNet(ModelRecipe(kind="fragments", arch="tiny", pretrained=False, freeze_backbone=True),
+                      random_init=True)
+    backbone, head = split_parameters(net)
+    assert backbone == [] and len(split_parameters(free)[0]) == len(list(free.technical_backbone.parameters()))
+    assert not any(p.requires_grad for p in net.technical_backbone.parameters())
+    assert head and all(p.requires_grad for p in head)
+
+
 def test_fragment_branch_trains_with_falling_loss_and_extracts(tmp_path: Path) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()

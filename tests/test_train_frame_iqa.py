@@ -95,10 +95,19 @@ def test_worker_batches_equal_in_process_batches_and_workers_are_spawned(photos:
     assert len(in_worker) == 2 and all(torch.equal(a, b) for a, b in zip(in_process, in_worker, strict=True))
 
 
-def test_frozen_stages_keep_their_weights_and_the_rest_learns(photos: tuple[Path, Path, Path],
-                                                              tmp_path: Path) -> None:
+_STEM_AND_STAGES_1_2 = ("tapped.net.stem.", "tapped.net.blocks.0.", "tapped.net.blocks.1.", "tapped.net.blocks.2.")
+_STAGE_3 = ("tapped.net.blocks.3.", "tapped.net.blocks.4.")  # EfficientNet-Lite0's blocks 3-4
+
+
+@pytest.mark.parametrize(("freezing", "frozen", "learning"), [
+    ({"frozen_stages": 2}, _STEM_AND_STAGES_1_2, (*_STAGE_3, "head.")),
+    ({"freeze_backbone": True}, ("tapped.",), ("head.",)),
+])
+def test_frozen_weights_stay_and_the_rest_learns(photos: tuple[Path, Path, Path], tmp_path: Path,
+                                                 freezing: dict, frozen: tuple, learning: tuple) -> None:
     """``model.frozen_stages: 2``: after fine-tuning, the stem and stages 1-2 equal the initial network
-    bit for bit, while stage 3 (tapped) and the head moved; the optimiser never saw the frozen weights."""
+    bit for bit, while stage 3 (tapped) and the head moved; ``model.freeze_backbone``: the whole
+    backbone stays and the head moves. The optimiser never saw the frozen weights."""
     from vqstack.branches.models import build_model
     from vqstack.branches.recipes import load_recipe
 
@@ -108,7 +117,7 @@ def test_frozen_stages_keep_their_weights_and_the_rest_learns(photos: tuple[Path
         "data": {"labels": str(labels), "videos_root": str(images), "source": "videos", "train_crop": 48,
                  "num_workers": 0},
         "model": {"kind": "frame_iqa", "backbone": "efficientnet_lite0", "pretrained": False, "hidden": 8,
-                  "frozen_stages": 2, "frame_iqa": {"taps": ["stage3"], "pooling": ["mean", "std"]}},
+                  **freezing, "frame_iqa": {"taps": ["stage3"], "pooling": ["mean", "std"]}},
         "optim": {"lr": 1e-2, "backbone_lr_mult": 1.0, "epochs": 2, "batch_size": 4, "warmup_epochs": 0},
         "protocol": {"name": "all", "val_size": 0.25},
         "seed": 5,
@@ -120,8 +129,6 @@ def test_frozen_stages_keep_their_weights_and_the_rest_learns(photos: tuple[Path
     torch.manual_seed(5)  # the protocol builds each split's model right after seeding with the recipe's seed
     initial = build_model(load_recipe(tmp_path / "recipe.yml").model).state_dict()
     trained = last["model"]
-    frozen = ("tapped.net.stem.", "tapped.net.blocks.0.", "tapped.net.blocks.1.", "tapped.net.blocks.2.")
-    learning = ("tapped.net.blocks.3.", "tapped.net.blocks.4.", "head.")  # blocks 3-4 are stage 3
     weights = [k for k in trained if k.endswith(".weight")]
     assert any(k.startswith(frozen) for k in weights) and any(k.startswith(learning) for k in weights)
     for key in weights:
@@ -137,6 +144,8 @@ def test_frozen_stages_keep_their_weights_and_the_rest_learns(photos: tuple[Path
 @pytest.mark.parametrize(("model", "message"), [
     ({"kind": "feature_head", "frozen_stages": 2}, "model.frozen_stages .* only for model.kind frame_iqa"),
     ({"kind": "frame_iqa", "frozen_stages": -1}, "model.frozen_stages must be >= 0"),
+    ({"kind": "feature_head", "freeze_backbone": True}, "a feature_head has no backbone"),
+    ({"kind": "frame_iqa", "freeze_backbone": True, "frozen_stages": 2}, "drop model.frozen_stages"),
 ])
 def test_frozen_stages_is_checked_with_the_recipe(tmp_path: Path, model: dict, message: str) -> None:
     from vqstack.branches.recipes import load_recipe

@@ -101,7 +101,9 @@ class FrameIQANet(nn.Module):
         self.register_buffer("pix_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.head = StepHead(self.cfg.dim, recipe.hidden, recipe.activation, recipe.dropout)
         self.freeze_bn = recipe.freeze_bn
-        if recipe.frozen_stages:
+        if recipe.freeze_backbone:
+            self.tapped.requires_grad_(False)
+        elif recipe.frozen_stages:
             for module in self.tapped.leading_modules(recipe.frozen_stages):
                 module.requires_grad_(False)
 
@@ -118,7 +120,9 @@ class FrameIQANet(nn.Module):
         return torchvision.models.convnext_tiny(weights=None, stochastic_depth_prob=drop_path)
 
     def backbone_parameters(self) -> list[nn.Parameter]:
-        """The backbone's trainable parameters (``frozen_stages`` leaves the rest out of the optimiser)."""
+        """The backbone's trainable parameters: ``freeze_backbone`` / ``frozen_stages`` leave the rest out
+        of the optimiser (they are frozen here, when the model is built, so every user of the model,
+        trainer, EMA and DDP alike, sees the same trainable set)."""
         return [p for p in self.tapped.parameters() if p.requires_grad]
 
     def head_parameters(self) -> list[nn.Parameter]:
@@ -182,9 +186,12 @@ class FragmentNet(nn.Module):
             self.load_state_dict(own, strict=True)
         elif not random_init:
             raise ConfigError("model.arch tiny has no pretrained weights: set model.pretrained: false")
+        if recipe.freeze_backbone:
+            self.technical_backbone.requires_grad_(False)
 
     def backbone_parameters(self) -> list[nn.Parameter]:
-        return list(self.technical_backbone.parameters())
+        """The backbone's trainable parameters (none with ``freeze_backbone``)."""
+        return [p for p in self.technical_backbone.parameters() if p.requires_grad]
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.technical_head.parameters())

@@ -64,6 +64,8 @@ class ModelRecipe:
     the same head; ``init_head`` starts it from a head-only checkpoint trained on those features.
     ``fragments``: FAST-VQA's Swin3D on fragment clips (``arch``: ``fast-vqa-b`` or ``tiny`` for tests).
     ``freeze_bn`` keeps BatchNorm statistics fixed (small batches of unrelated photos).
+    ``freeze_backbone`` (``frame_iqa``, ``fragments``) trains the head alone on the end-to-end input,
+    for head-only transfer when the features are not cached (cached features train far faster).
     ``frozen_stages`` > 0 (``frame_iqa``) keeps the stem and the first that many backbone stages at their
     ImageNet weights and fine-tunes the rest (torchvision's ``trainable_backbone_layers``): the early,
     high-resolution stages cost most of the backward pass, and 240 photos are few to re-learn them from.
@@ -168,6 +170,9 @@ class Recipe:
         if m.frozen_stages < 0 or (m.frozen_stages > 0 and m.kind != "frame_iqa"):
             raise ValueError(f"model.frozen_stages must be >= 0, and > 0 only for model.kind frame_iqa, got "
                              f"{m.frozen_stages} for {m.kind}")
+        if m.freeze_backbone and (m.kind == "feature_head" or m.frozen_stages):
+            raise ValueError("model.freeze_backbone applies to model.kind frame_iqa or fragments (a feature_head "
+                             "has no backbone), and freezes all stages: drop model.frozen_stages")
         if o.damage_rank_weight < 0 or (o.damage_rank_weight > 0 and (m.kind != "frame_iqa" or m.freeze_backbone)):
             raise ValueError("optim.damage_rank_weight must be >= 0, and > 0 only for a frame_iqa fine-tune "
                              "(model.kind frame_iqa, backbone not frozen)")
