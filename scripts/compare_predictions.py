@@ -97,7 +97,7 @@ def compare(predictors: Predictors, ensembles: dict[str, list[str]] | None = Non
         by_label = {label: _zscore(pred) for (label, _), pred in zip(predictors, preds, strict=True)}
         for name, members in (ensembles or {}).items():
             row[name] = srocc(np.mean([by_label[m] for m in members], axis=0), mos)
-        row["z-average"] = srocc(np.mean([_zscore(p) for p in preds], axis=0), mos)
+        row["z-average"] = srocc(np.mean(list(by_label.values()), axis=0), mos)
         rows.append(row)
     if not rows:
         raise SystemExit("the prediction files share no split")

@@ -250,10 +250,13 @@ def build_model(recipe: ModelRecipe, in_dim: int | None = None, *, random_init: 
 
 
 def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(backbone, head) trainable parameters; a bare :class:`StepHead` is all head."""
+    """(backbone, head) trainable parameters (the models apply the recipe's freezing when built);
+    a bare :class:`StepHead` is all head."""
     if isinstance(model, FrameIQANet | FragmentNet):
-        return model.backbone_parameters(), model.head_parameters()
-    return [], list(model.parameters())
+        backbone, head = model.backbone_parameters(), model.head_parameters()
+    else:
+        backbone, head = [], list(model.parameters())
+    return backbone, [p for p in head if p.requires_grad]
 
 
 def load_head_into(model: nn.Module, head_state: dict[str, Any]) -> None:

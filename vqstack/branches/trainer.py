@@ -275,8 +275,8 @@ class Trainer:
             model.fit_standardizer(data.train_rows)  # type: ignore[operator]
         elif hasattr(model, "frame_features") and recipe.model.init_head is None:
             fit_frame_standardizer(model, data.train, device)
-        backbone, head = split_parameters(model)  # trainable only: the model applied the recipe's freezing
-        groups = [{"params": [p for p in head if p.requires_grad], "lr": o.lr, "name": "head"}]
+        backbone, head = split_parameters(model)
+        groups = [{"params": head, "lr": o.lr, "name": "head"}]
         if backbone:
             groups.append({"params": backbone, "lr": o.lr * o.backbone_lr_mult, "name": "backbone"})
         if o.optimizer == "sgd":
