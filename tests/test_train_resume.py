@@ -104,3 +104,44 @@ def test_test_predictions_match_the_reported_srocc_and_resume_backfills_them(tmp
     assert run_recipe(recipe, out=tmp_path / "run", device="cpu", resume=True) == summary
     assert (tmp_path / "run" / "split1" / "test_predictions.csv").read_text() == before
     assert _rows(tmp_path / "run" / "predictions.csv") == rows
+
+
+def test_resume_refuses_a_changed_recipe_but_not_a_runtime_setting(tmp_path: Path) -> None:
+    from vqstack.errors import ConfigError
+
+    store, labels = make_synthetic_store(tmp_path, n=32)
+    path = head_recipe(tmp_path, store, labels)
+    recipe = load_recipe(path, epochs=2)
+    first = run_recipe(recipe, out=tmp_path / "run", device="cpu")
+    for changed, keys in ((load_recipe(path, epochs=2, seed=7), "seed"), (load_recipe(path, epochs=3), "optim.epochs")):
+        with pytest.raises(ConfigError, match=rf"recipe\.yml: --resume .*\({keys}\)"):
+            run_recipe(changed, out=tmp_path / "run", device="cpu", resume=True)
+    # a seed given on the command line runs the same test splits as another member of an ensemble
+    other = run_recipe(load_recipe(path, epochs=2, seed=7), out=tmp_path / "seed7", device="cpu")
+    def test_ids(out: str) -> dict[str, set[str]]:
+        rows = _rows(tmp_path / out / "predictions.csv")
+        return {split: {r["id"] for r in rows if r["split"] == split} for split in ("split0", "split1")}
+
+    assert test_ids("run") == test_ids("seed7") and test_ids("run")["split0"] != test_ids("run")["split1"]
+    assert other["test_srocc"] != first["test_srocc"]  # another draw, not a copy
+    from dataclasses import replace
+
+    runtime = replace(recipe, data=replace(recipe.data, num_workers=1), output=tmp_path / "elsewhere")
+    assert run_recipe(runtime, out=tmp_path / "run", device="cpu", resume=True) == first
+
+
+def test_cli_seed_and_out_make_another_ensemble_member(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from vqstack.cli import main
+
+    store, labels = make_synthetic_store(tmp_path, n=32)
+    path = head_recipe(tmp_path, store, labels)
+    out = tmp_path / "seed9"
+    assert main(["train", "--config", str(path), "--device", "cpu", "--epochs", "1", "--seed", "9",
+                 "--out", str(out)]) == 0
+    assert yaml.safe_load((out / "recipe.yml").read_text())["seed"] == 9
+    capsys.readouterr()
+    code = main(["train", "--config", str(path), "--device", "cpu", "--epochs", "1", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and str(out / "recipe.yml") in err[0] and "(seed)" in err[0]

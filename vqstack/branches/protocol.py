@@ -32,9 +32,9 @@ import yaml
 
 from vqstack.branches.data import FeatureDataset, FragmentDataset, FrameDataset, read_cached
 from vqstack.branches.models import build_model, load_head_into
-from vqstack.branches.recipes import Recipe
+from vqstack.branches.recipes import Recipe, recipe_differences
 from vqstack.branches.trainer import DistContext, SplitData, SplitResult, Trainer, write_json
-from vqstack.config import to_dict
+from vqstack.config import from_dict, to_dict
 from vqstack.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,8 @@ def run_recipe(recipe: Recipe, *, out: Path | None = None, resume: bool = False,
     dev = resolve_device(device)
     if dev.type == "cuda" and ctx.active:
         dev = torch.device("cuda", ctx.local_rank)
+    if resume:
+        check_same_recipe(out / "recipe.yml", recipe)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.yml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
@@ -225,6 +227,23 @@ def run_recipe(recipe: Recipe, *, out: Path | None = None, resume: bool = False,
         _gather_predictions(out, [s.name for s in splits], recipe.name)
         write_json(out / "summary.json", summary)
     return summary
+
+
+def check_same_recipe(ran_path: Path, recipe: Recipe) -> None:
+    """Refuse to ``--resume`` a run with a recipe other than the one that started it.
+
+    Why: a resumed split continues the checkpoint's optimiser, schedule and RNG, and finished splits are
+    kept as they are, so a changed seed, learning rate or epoch count would leave a run that no recipe
+    describes. Runtime-only settings (:data:`RESUME_FREE_KEYS`) may change.
+    """
+    if not ran_path.is_file():
+        return
+    # read through the dataclass, so keys a run from an older version did not write take their defaults
+    ran = to_dict(from_dict(Recipe, yaml.safe_load(ran_path.read_text()) or {}, source=str(ran_path)))
+    differ = recipe_differences(ran, to_dict(recipe))
+    if differ:
+        raise ConfigError(f"{ran_path}: --resume with a recipe that differs from the one this run started with "
+                          f"({', '.join(differ)}); resume with that recipe, or start a new run with --out")
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:

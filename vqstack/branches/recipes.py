@@ -185,11 +185,39 @@ class Recipe:
             raise ValueError("protocol files needs protocol.train_labels")
 
 
-def load_recipe(path: str | Path, *, epochs: int | None = None) -> Recipe:
-    """Read and check a recipe; ``epochs`` overrides ``optim.epochs`` (``--epochs``)."""
+def load_recipe(path: str | Path, *, epochs: int | None = None, seed: int | None = None) -> Recipe:
+    """Read and check a recipe; ``epochs`` overrides ``optim.epochs`` (``--epochs``), ``seed`` the
+    recipe's ``seed`` (``--seed``: another draw of head initialisation, sample order, crops, damage and
+    validation carve, on the same test splits)."""
     recipe = load_config(path, Recipe)
     if epochs is not None:
         if epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {epochs}")
         recipe = replace(recipe, optim=replace(recipe.optim, epochs=epochs))
+    if seed is not None:
+        if seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {seed}")
+        recipe = replace(recipe, seed=seed)
     return recipe
+
+
+# Settings that change how a run is executed or logged, never what it computes: a resumed run may differ
+# from the run it continues in these and nothing else (the sample order and crops are seeded per
+# (seed, epoch, rank), not per worker, and ``--out`` may move a run).
+RESUME_FREE_KEYS = frozenset({"output", "tensorboard", "data.num_workers", "optim.eval_batch_size"})
+
+
+def recipe_differences(ran: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two recipes as plain data (:func:`vqstack.config.to_dict`),
+    leaving out :data:`RESUME_FREE_KEYS`."""
+    out = []
+    for key in sorted(set(ran) | set(now)):
+        dotted = prefix + str(key)
+        if dotted in RESUME_FREE_KEYS:
+            continue
+        a, b = ran.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += recipe_differences(a, b, dotted + ".")
+        elif a != b:
+            out.append(dotted)
+    return out

@@ -25,6 +25,10 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where to train (auto = cuda if available)")
     p.add_argument("--epochs", type=int, default=None, help="override optim.epochs")
+    p.add_argument("--seed", type=int, default=None,
+                   help="override the recipe's seed (head initialisation, sample order, crops, damage and the "
+                        "validation carve; the test splits stay the same): one more member of a seed "
+                        "ensemble, with its own --out")
     p.set_defaults(handler=run)
 
 
@@ -34,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from vqstack.branches.trainer import init_distributed
     from vqstack.commands.extract import resolve_device
 
-    recipe = load_recipe(args.config, epochs=args.epochs)
+    recipe = load_recipe(args.config, epochs=args.epochs, seed=args.seed)
     device = resolve_device(args.device)
     ctx = init_distributed(device)
     try:
