@@ -37,6 +37,15 @@ def test_every_option_of_every_command_has_help() -> None:
         assert expected in names
 
 
+def test_help_shows_only_defaults_that_say_something() -> None:
+    shown = 0
+    for name, parser in _parsers(build_parser()):
+        text = parser.format_help()
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        shown += text.count("(default: ")
+    assert shown > 10  # real defaults (fps, device, ...) are still shown
+
+
 def test_unknown_flag_is_an_error(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as err:
         main(["frames", "--videos", "x", "--out", "y", "--fsp", "2"])

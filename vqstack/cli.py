@@ -17,7 +17,17 @@ from vqstack.errors import VqstackError
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults in help and keep the descriptions' line breaks."""
+    """Show defaults in help and keep the descriptions' line breaks.
+
+    A default that says nothing (``None``: "not given"; ``False``: a flag left off) or that the help
+    already states is not repeated as "(default: None)".
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
