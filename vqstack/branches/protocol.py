@@ -33,7 +33,7 @@ import yaml
 from vqstack.branches.data import FeatureDataset, FragmentDataset, FrameDataset, read_cached
 from vqstack.branches.models import build_model, load_head_into
 from vqstack.branches.recipes import Recipe, recipe_differences
-from vqstack.branches.trainer import DistContext, SplitData, SplitResult, Trainer, write_json
+from vqstack.branches.trainer import DistContext, SplitData, SplitResult, Trainer, barrier, write_json
 from vqstack.config import from_dict, to_dict
 from vqstack.errors import ConfigError
 
@@ -187,8 +187,9 @@ def run_recipe(recipe: Recipe, *, out: Path | None = None, resume: bool = False,
     dev = resolve_device(device)
     if dev.type == "cuda" and ctx.active:
         dev = torch.device("cuda", ctx.local_rank)
-    if resume:
+    if resume:  # every rank checks (they read the same file), and none reads while rank 0 rewrites it
         check_same_recipe(out / "recipe.yml", recipe)
+        barrier(ctx)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.yml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
