@@ -53,3 +53,9 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     # which Adam turns into arbitrary steps: it is not part of the comparison
     for key in (k for k in a if k != "fc_out.bias"):
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+    # --resume under torchrun: the same recipe finds every split done; another seed is refused by every
+    # rank (no rank left waiting for the others), naming the recipe file
+    done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    refused = subprocess.run([*cmd, "--resume", "--seed", "5"], env=env, capture_output=True, text=True, timeout=240)
+    assert refused.returncode != 0 and f"{tmp_path / 'two' / 'recipe.yml'}: --resume" in refused.stderr
