@@ -113,7 +113,8 @@ def test_resume_refuses_a_changed_recipe_but_not_a_runtime_setting(tmp_path: Pat
     path = head_recipe(tmp_path, store, labels)
     recipe = load_recipe(path, epochs=2)
     first = run_recipe(recipe, out=tmp_path / "run", device="cpu")
-    for changed, keys in ((load_recipe(path, epochs=2, seed=7), "seed"), (load_recipe(path, epochs=3), "optim.epochs")):
+    for changed, keys in ((load_recipe(path, epochs=2, seed=7), "name, seed"),
+                          (load_recipe(path, epochs=3), "optim.epochs")):
         with pytest.raises(ConfigError, match=rf"recipe\.yml: --resume .*\({keys}\)"):
             run_recipe(changed, out=tmp_path / "run", device="cpu", resume=True)
     # a seed given on the command line runs the same test splits as another member of an ensemble
@@ -123,6 +124,9 @@ def test_resume_refuses_a_changed_recipe_but_not_a_runtime_setting(tmp_path: Pat
         return {split: {r["id"] for r in rows if r["split"] == split} for split in ("split0", "split1")}
 
     assert test_ids("run") == test_ids("seed7") and test_ids("run")["split0"] != test_ids("run")["split1"]
+    # another branch, under its own name; the recipe's own seed keeps the recipe's name
+    assert {r["learner"] for r in _rows(tmp_path / "seed7" / "predictions.csv")} == {f"{recipe.name}_seed7"}
+    assert load_recipe(path, seed=recipe.seed).name == recipe.name
     assert other["test_srocc"] != first["test_srocc"]  # another draw, not a copy
     from dataclasses import replace
 
@@ -140,8 +144,9 @@ def test_cli_seed_and_out_make_another_ensemble_member(tmp_path: Path, capsys: p
     out = tmp_path / "seed9"
     assert main(["train", "--config", str(path), "--device", "cpu", "--epochs", "1", "--seed", "9",
                  "--out", str(out)]) == 0
-    assert yaml.safe_load((out / "recipe.yml").read_text())["seed"] == 9
+    ran = yaml.safe_load((out / "recipe.yml").read_text())
+    assert (ran["seed"], ran["name"], ran["output"]) == (9, "synthetic_head_seed9", str(out))
     capsys.readouterr()
     code = main(["train", "--config", str(path), "--device", "cpu", "--epochs", "1", "--out", str(out), "--resume"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and str(out / "recipe.yml") in err[0] and "(seed)" in err[0]
+    assert code != 0 and len(err) == 1 and str(out / "recipe.yml") in err[0] and "(name, seed)" in err[0]

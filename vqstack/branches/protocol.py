@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,8 @@ def run_recipe(recipe: Recipe, *, out: Path | None = None, resume: bool = False,
         barrier(ctx)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.yml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
+        # the recipe as run: with the folder it ran into, which --out may have changed
+        (out / "recipe.yml").write_text(yaml.safe_dump(to_dict(replace(recipe, output=out)), sort_keys=False))
     source = DataSource(recipe)
     _, splits = plan_splits(recipe, source.ids)
     results: dict[str, SplitResult | dict[str, Any]] = {}

@@ -188,7 +188,11 @@ class Recipe:
 def load_recipe(path: str | Path, *, epochs: int | None = None, seed: int | None = None) -> Recipe:
     """Read and check a recipe; ``epochs`` overrides ``optim.epochs`` (``--epochs``), ``seed`` the
     recipe's ``seed`` (``--seed``: another draw of head initialisation, sample order, crops, damage and
-    validation carve, on the same test splits)."""
+    validation carve, on the same test splits).
+
+    A seed other than the recipe's own also renames the run ``NAME_seedN``: it is another branch, and its
+    predictions (the ``learner`` column) and store tables must not pass for the recipe's.
+    """
     recipe = load_config(path, Recipe)
     if epochs is not None:
         if epochs < 1:
@@ -197,7 +201,8 @@ def load_recipe(path: str | Path, *, epochs: int | None = None, seed: int | None
     if seed is not None:
         if seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {seed}")
-        recipe = replace(recipe, seed=seed)
+        if seed != recipe.seed:
+            recipe = replace(recipe, seed=seed, name=f"{recipe.name}_seed{seed}")
     return recipe
 
 

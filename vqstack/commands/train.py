@@ -28,7 +28,7 @@ def register(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="override the recipe's seed (head initialisation, sample order, crops, damage and the "
                         "validation carve; the test splits stay the same): one more member of a seed "
-                        "ensemble, with its own --out")
+                        "ensemble, named NAME_seedN, with its own --out")
     p.set_defaults(handler=run)
 
 
